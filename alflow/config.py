@@ -1,0 +1,138 @@
+"""Quantities derived from the (schema-validated) config, and the checks that
+must pass before any job starts. Every error names the config key or file."""
+from __future__ import annotations
+
+import importlib
+import math
+import os
+from pathlib import Path
+
+import humanfriendly
+
+from .structures import StructureError, labelled_frames, load_structures
+from .training import RESERVED
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message starts with the key."""
+
+
+# Fallback resources per rule; config['resources'][rule] and then a
+# profile's set-resources override them.
+DEFAULT_RESOURCES = {
+    "train": {"threads": 1, "gpu": 0, "mem_mb": 4000, "runtime": 60},
+    "sample": {"threads": 1, "gpu": 0, "mem_mb": 2000, "runtime": 30},
+    "label": {"tasks": 1, "cpus_per_task": 1, "mpi": "mpirun", "mem_mb": 2000, "runtime": 30},
+    "evaluate": {"threads": 1, "gpu": 0, "mem_mb": 2000, "runtime": 15},
+}
+
+
+def resources(config: dict, rule: str) -> dict:
+    return {**DEFAULT_RESOURCES[rule], **config.get("resources", {}).get(rule, {})}
+
+
+def minutes(value: int | float | str) -> int:
+    """A runtime in whole minutes from a number of minutes or a string like '90m', '2h'."""
+    if isinstance(value, (int, float)):
+        return max(1, math.ceil(value))
+    text = str(value).strip()
+    if text.isdigit():
+        return max(1, int(text))
+    return max(1, math.ceil(humanfriendly.parse_timespan(text) / 60))
+
+
+def n_chunks(n_structures: int, chunk_size: int) -> int:
+    return max(1, math.ceil(n_structures / chunk_size))
+
+
+def stage_chunks(config: dict, stage: str) -> int:
+    """Number of label chunks of a stage ('test', 'iter_000', 'iter_001', ...)."""
+    size = config["selection"]["chunk_size"]
+    if stage == "test":
+        return n_chunks(config["test_set"]["n_structures"], size)
+    if stage == "iter_000":
+        return n_chunks(config["bootstrap"]["n_structures"], size)
+    return n_chunks(config["selection"]["max_selected"], size)
+
+
+def n_walkers(config: dict) -> int:
+    s = config["sampling"]
+    return len(s["temperatures"]) * max(1, len(s["pressures"] or [])) * s["walkers_per_condition"]
+
+
+def n_packs(config: dict) -> int:
+    return min(config["sampling"]["packs"], n_walkers(config))
+
+
+def elements(config: dict) -> list[str]:
+    """Chemical symbols of the initial structures (and of user datasets)."""
+    found: set[str] = set()
+    for atoms in load_structures(config["structures"]):
+        found.update(atoms.get_chemical_symbols())
+    for path in (config["bootstrap"]["dataset"], config["test_set"]["path"]):
+        if path:
+            for atoms in load_structures(path):
+                found.update(atoms.get_chemical_symbols())
+    return sorted(found)
+
+
+def check(config: dict) -> None:
+    """Everything that can be checked before a job runs; raises ConfigError."""
+    _wrap("structures", load_structures, config["structures"])
+    for key, path in (("bootstrap.dataset", config["bootstrap"]["dataset"]),
+                      ("test_set.path", config["test_set"]["path"])):
+        if path:
+            _wrap(key, labelled_frames, path)
+    sel = config["selection"]
+    if sel["trust_lo"] >= sel["trust_hi"]:
+        raise ConfigError(f"selection.trust_lo ({sel['trust_lo']}) must be below "
+                          f"selection.trust_hi ({sel['trust_hi']})")
+    clash = RESERVED & set(config["committee"]["mace"])
+    if clash:
+        raise ConfigError(f"committee.mace: {sorted(clash)} are set by the workflow; "
+                          "use the dedicated keys (committee.epochs, committee.device, ...)")
+    _check_reference(config)
+    for rule in DEFAULT_RESOURCES:
+        runtime = resources(config, rule)["runtime"]
+        try:
+            minutes(runtime)
+        except Exception as exc:
+            raise ConfigError(f"resources.{rule}.runtime: cannot read {runtime!r} as a duration") from exc
+
+
+def _check_reference(config: dict) -> None:
+    ref = config["reference"]
+    e0s = ref["e0s"]
+    if isinstance(e0s, dict):
+        missing = set(elements(config)) - set(e0s)
+        if missing:
+            raise ConfigError(f"reference.e0s: no energy for {sorted(missing)}")
+    if ref["kind"] == "cp2k":
+        from .cp2k import load_template
+
+        template = ref["cp2k"]["template"]
+        try:
+            load_template(template)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"reference.cp2k.template: {exc}") from exc
+    else:
+        calc_path = ref["ase"]["calculator"]
+        try:
+            import_object(calc_path)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigError(f"reference.ase.calculator: cannot import {calc_path!r}: {exc}") from exc
+
+
+def import_object(dotted: str):
+    """'package.module.Name' -> the object."""
+    module, _, name = dotted.rpartition(".")
+    if not module:
+        raise ValueError("expected a dotted path such as ase.calculators.emt.EMT")
+    return getattr(importlib.import_module(module), name)
+
+
+def _wrap(key: str, func, path: str):
+    try:
+        return func(path)
+    except StructureError as exc:
+        raise ConfigError(f"{key}: {exc}") from exc

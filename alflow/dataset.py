@@ -1,0 +1,34 @@
+"""Growing the training set: deterministic, stable train/valid split.
+
+A frame's split is decided by a hash of its provenance string, so it never
+moves between train and valid when the dataset grows or is rebuilt, and the
+same campaign always produces the same files.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from ase import Atoms
+
+
+def goes_to_valid(key: str, valid_fraction: float) -> bool:
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < valid_fraction
+
+
+def split(frames: list[Atoms], valid_fraction: float, tag: str) -> tuple[list[Atoms], list[Atoms]]:
+    """Split new frames into (train, valid); ``tag`` identifies their batch.
+
+    Each frame keeps ``info['origin']`` when it has one; otherwise it gets
+    ``{tag}:{index}``. With at least two frames both sides get one frame.
+    """
+    train, valid = [], []
+    for k, atoms in enumerate(frames):
+        atoms.info.setdefault("origin", f"{tag}:{k}")
+        (valid if goes_to_valid(atoms.info["origin"], valid_fraction) else train).append(atoms)
+    if len(frames) >= 2 and valid_fraction > 0:
+        if not valid:
+            valid.append(train.pop())
+        elif not train:
+            train.append(valid.pop())
+    return train, valid

@@ -1,0 +1,56 @@
+"""Committee accuracy on a labelled test set, and the campaign-wide table."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from ase import Atoms
+
+from . import ENERGY_KEY, FORCES_KEY
+from .sampling import committee_deviation
+
+
+def load_committee(model_paths: list[str], device: str = "cpu", dtype: str = "float64"):
+    """A mace-torch calculator evaluating every committee member at once."""
+    from mace.calculators import MACECalculator  # heavy import: only where needed
+
+    return MACECalculator(model_paths=list(model_paths), device=device, default_dtype=dtype)
+
+
+def evaluate(calc, frames: list[Atoms]) -> dict:
+    """Energy and force errors of the committee mean (and of each member)."""
+    if not frames:
+        raise ValueError("the test set is empty: nothing to evaluate")
+    e_err, f_err, member_f_err, devs = [], [], [], []
+    for atoms in frames:
+        ref_e, ref_f = atoms.info[ENERGY_KEY], atoms.arrays[FORCES_KEY]
+        probe = atoms.copy()
+        probe.calc = calc
+        e_err.append((probe.get_potential_energy() - ref_e) / len(atoms))
+        f_err.append((probe.get_forces() - ref_f).ravel())
+        comm = calc.results.get("forces_comm")
+        if comm is not None:
+            member_f_err.append((np.asarray(comm) - ref_f).reshape(len(comm), -1))
+        devs.append(committee_deviation(calc))
+    f_all = np.concatenate(f_err)
+    out = {
+        "n_structures": len(frames),
+        "energy_rmse_meV_per_atom": 1000 * float(np.sqrt(np.mean(np.square(e_err)))),
+        "force_rmse_meV_per_A": 1000 * float(np.sqrt(np.mean(f_all ** 2))),
+        "force_mae_meV_per_A": 1000 * float(np.mean(np.abs(f_all))),
+        "committee_force_dev_mean": float(np.mean(devs)),
+    }
+    if member_f_err:
+        per_member = np.concatenate(member_f_err, axis=1)
+        out["member_force_rmse_meV_per_A"] = [
+            1000 * float(np.sqrt(np.mean(m ** 2))) for m in per_member]
+    return out
+
+
+def campaign_table(rows: list[dict]) -> pd.DataFrame:
+    """One row per iteration, in iteration order, with the headline figures first."""
+    first = ["iteration", "n_train", "n_valid", "n_new_labels", "n_label_failed",
+             "n_frames", "accurate_ratio", "n_selected", "converged",
+             "energy_rmse_meV_per_atom", "force_rmse_meV_per_A"]
+    df = pd.DataFrame(rows).sort_values("iteration").reset_index(drop=True)
+    cols = [c for c in first if c in df] + [c for c in df if c not in first]
+    return df[cols]

@@ -1,0 +1,92 @@
+"""Training one committee member through mace-torch's own CLI (mace_run_train)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ase.data import atomic_numbers
+
+from . import ENERGY_KEY, FORCES_KEY, STRESS_KEY
+
+# CLI arguments the workflow sets itself; the user's ``committee.mace`` must not.
+RESERVED = {
+    "name", "train_file", "valid_file", "test_file", "work_dir", "model_dir",
+    "E0s", "seed", "device", "default_dtype", "energy_key", "forces_key",
+    "stress_key", "foundation_model", "max_num_epochs", "restart_latest",
+}
+
+
+def _cli_value(value) -> str:
+    return str(value) if not isinstance(value, bool) else ("True" if value else "False")
+
+
+def e0s_argument(e0s: dict[str, float] | str) -> str:
+    """mace-torch's --E0s: a {Z: energy} dict literal, or a keyword like 'average'."""
+    if isinstance(e0s, str):
+        return e0s
+    return "{" + ", ".join(f"{atomic_numbers[s]}: {e!r}" for s, e in sorted(e0s.items())) + "}"
+
+
+def mace_arguments(*, name: str, train_file: str, valid_file: str, work_dir: str,
+                   e0s: dict[str, float] | str, seed: int, device: str, dtype: str,
+                   epochs: int, hyper: dict, foundation: str | None = None,
+                   restart: bool = False) -> list[str]:
+    """The argument list for mace_run_train."""
+    clash = RESERVED & set(hyper)
+    if clash:
+        raise ValueError(f"committee.mace may not set {sorted(clash)}: the workflow sets them")
+    args = {
+        "name": name, "train_file": train_file, "valid_file": valid_file,
+        "work_dir": work_dir, "E0s": e0s_argument(e0s), "seed": seed,
+        "device": device, "default_dtype": dtype, "max_num_epochs": epochs,
+        "energy_key": ENERGY_KEY, "forces_key": FORCES_KEY, "stress_key": STRESS_KEY,
+        **hyper,
+    }
+    if foundation:
+        args["foundation_model"] = foundation
+        args.setdefault("multiheads_finetuning", False)
+    out = [f"--{k}={_cli_value(v)}" for k, v in args.items()]
+    return out + (["--restart_latest"] if restart else [])
+
+
+def mace_executable() -> list[str]:
+    """mace-torch's training entry point, from this interpreter's environment."""
+    exe = Path(sys.executable).parent / "mace_run_train"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("mace_run_train")
+    if found is None:
+        raise FileNotFoundError("mace_run_train not found: is mace-torch installed?")
+    return [found]
+
+
+def train_member(*, output: str, work_dir: str, log_file: str, threads: int,
+                 attempt: int = 1, **kwargs) -> None:
+    """Train one member; the model is moved to ``output`` only when training succeeded.
+
+    On a retry (``attempt > 1``) with checkpoints left by the killed attempt,
+    training resumes from the latest checkpoint instead of starting again.
+    """
+    work = Path(work_dir)
+    checkpoints = list((work / "checkpoints").glob("*.pt")) if work.exists() else []
+    restart = attempt > 1 and bool(checkpoints)
+    if not restart and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    name = kwargs["name"]
+    cmd = mace_executable() + mace_arguments(work_dir=str(work), restart=restart, **kwargs)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    with open(log_file, "a") as log:
+        log.write(("resuming from checkpoint: " if restart else "") + " ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    model = work / f"{name}.model"
+    if proc.returncode != 0 or not model.exists():
+        raise RuntimeError(f"mace_run_train failed (exit {proc.returncode}); see {log_file}")
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(output).with_suffix(".model.tmp")
+    shutil.copyfile(model, tmp)
+    os.replace(tmp, output)

@@ -1,0 +1,140 @@
+import os
+import sys
+
+# The `alflow` package sits next to this Snakefile; scripts and job processes
+# (local or on a cluster) find it through PYTHONPATH.
+sys.path.insert(0, workflow.basedir)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
+)
+
+from alflow import config as alcfg
+
+try:
+    alcfg.check(config)
+except alcfg.ConfigError as exc:
+    raise WorkflowError(f"invalid configuration: {exc}")
+
+ITERATIONS = config["iterations"]
+MEMBERS = list(range(config["committee"]["size"]))
+N_PACKS = alcfg.n_packs(config)
+ELEMENTS = alcfg.elements(config)
+CONVERGENCE = config["convergence"]["accurate_ratio"]
+TEST_GIVEN = bool(config["test_set"]["path"])
+DATASET_GIVEN = bool(config["bootstrap"]["dataset"])
+
+
+wildcard_constraints:
+    it=r"\d{3}",
+    stage=r"iter_\d{3}|test",
+    c=r"\d+",
+    m=r"\d+",
+    p=r"\d+",
+
+
+def res(path):
+    """A path under the campaign's results directory."""
+    return os.path.join(config["results"], path)
+
+
+def logpath(path):
+    return os.path.join(config["results"], "logs", path)
+
+
+def benchpath(path):
+    return os.path.join(config["results"], "benchmarks", path)
+
+
+def iter_dir(i):
+    return res(f"iter_{int(i):03d}")
+
+
+def get_resource(rule, key):
+    return alcfg.resources(config, rule)[key]
+
+
+def get_runtime(rule):
+    """Walltime in minutes, growing with each retry of the job."""
+    base = alcfg.minutes(get_resource(rule, "runtime"))
+    return lambda wildcards, attempt: base * attempt
+
+
+def get_chunks(stage):
+    return range(alcfg.stage_chunks(config, stage))
+
+
+def get_label_input(wildcards):
+    if wildcards.stage == "test":
+        return res(f"test/structures/chunk_{wildcards.c}.xyz")
+    if wildcards.stage == "iter_000":
+        return res(f"iter_000/bootstrap/chunk_{wildcards.c}.xyz")
+    return res(f"{wildcards.stage}/select/chunk_{wildcards.c}.xyz")
+
+
+def get_labels(stage, kind="chunk"):
+    return [res(f"{stage}/label/{kind}_{c}.xyz") for c in get_chunks(stage)]
+
+
+def get_dataset_input(wildcards):
+    i = int(wildcards.it)
+    if i == 0 and DATASET_GIVEN:
+        return {"new": config["bootstrap"]["dataset"]}
+    stage = f"iter_{i:03d}"
+    files = {"new": get_labels(stage), "failed": get_labels(stage, "failed")}
+    if i > 0:
+        files["train"] = f"{iter_dir(i - 1)}/dataset/train.xyz"
+        files["valid"] = f"{iter_dir(i - 1)}/dataset/valid.xyz"
+    return files
+
+
+def get_models(i):
+    return [f"{iter_dir(i)}/models/member_{m}.model" for m in MEMBERS]
+
+
+def get_train_input(wildcards):
+    i = int(wildcards.it)
+    files = {
+        "train": f"{iter_dir(i)}/dataset/train.xyz",
+        "valid": f"{iter_dir(i)}/dataset/valid.xyz",
+        "e0s": res("reference/e0s.json"),
+    }
+    if i > 0:
+        files["previous"] = f"{iter_dir(i - 1)}/models/member_{wildcards.m}.model"
+        files["stats"] = f"{iter_dir(i)}/select/stats.json"
+    return files
+
+
+def get_sample_input(wildcards):
+    i = int(wildcards.it)
+    files = {"models": get_models(i - 1)}
+    if i == 1:
+        files["states"] = config["structures"]
+    else:
+        files["states"] = f"{iter_dir(i - 1)}/sample/states_{wildcards.p}.xyz"
+        files["stats"] = f"{iter_dir(i - 1)}/select/stats.json"
+    return files
+
+
+def get_select_input(wildcards):
+    i = int(wildcards.it)
+    files = {"packs": [f"{iter_dir(i)}/sample/pack_{p}.xyz" for p in range(N_PACKS)]}
+    if i > 1:
+        files["stats"] = f"{iter_dir(i - 1)}/select/stats.json"
+    return files
+
+
+def get_test_set():
+    return [config["test_set"]["path"]] if TEST_GIVEN else get_labels("test")
+
+
+def get_campaign_input():
+    its = range(ITERATIONS + 1)
+    return {
+        "metrics": [f"{iter_dir(i)}/metrics.json" for i in its],
+        "datasets": [f"{iter_dir(i)}/dataset/summary.json" for i in its],
+        "stats": [f"{iter_dir(i)}/select/stats.json" for i in its if i > 0],
+    }
+
+
+def get_final_outputs():
+    return [res("campaign.csv")]

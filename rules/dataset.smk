@@ -1,0 +1,22 @@
+# The dataset of iteration i: that of i-1 plus the new labels, split
+# deterministically into train/valid (a frame never changes side).
+
+
+rule dataset:
+    input:
+        unpack(get_dataset_input),
+    output:
+        train=res("iter_{it}/dataset/train.xyz"),
+        valid=res("iter_{it}/dataset/valid.xyz"),
+        summary=res("iter_{it}/dataset/summary.json"),
+    params:
+        valid_fraction=config["dataset"]["valid_fraction"],
+    log:
+        logpath("dataset/iter_{it}.log"),
+    benchmark:
+        benchpath("dataset/iter_{it}.tsv")
+    localrule: True
+    conda:
+        "../envs/python.yaml"
+    script:
+        "../scripts/dataset.py"

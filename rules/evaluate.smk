@@ -1,0 +1,43 @@
+# Committee accuracy on the held-out test set, per iteration, and the
+# campaign-wide table.
+
+
+rule evaluate:
+    input:
+        models=lambda wc: get_models(wc.it),
+        test=get_test_set(),
+    output:
+        res("iter_{it}/metrics.json"),
+    params:
+        device=config["committee"]["device"],
+        dtype=config["committee"]["dtype"],
+    log:
+        logpath("evaluate/iter_{it}.log"),
+    benchmark:
+        benchpath("evaluate/iter_{it}.tsv")
+    threads: get_resource("evaluate", "threads")
+    resources:
+        gpu=get_resource("evaluate", "gpu"),
+        mem_mb=get_resource("evaluate", "mem_mb"),
+        runtime=get_runtime("evaluate"),
+    conda:
+        "../envs/mace.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule campaign:
+    input:
+        **get_campaign_input(),
+    output:
+        table=res("campaign.csv"),
+        text=res("campaign.txt"),
+    log:
+        logpath("campaign.log"),
+    benchmark:
+        benchpath("campaign.tsv")
+    localrule: True
+    conda:
+        "../envs/python.yaml"
+    script:
+        "../scripts/campaign.py"

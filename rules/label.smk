@@ -1,0 +1,30 @@
+# Reference singlepoints (CP2K or an ASE calculator), one job per chunk.
+# Structures that fail (SCF not converged, crash) go to failed_{c}.xyz with the
+# reason; the chunk itself succeeds. Per-structure work directories under
+# label/work_{c}/ keep CP2K's input and output and let a rerun skip finished ones.
+
+
+rule label:
+    input:
+        get_label_input,
+    output:
+        labelled=res("{stage}/label/chunk_{c}.xyz"),
+        failed=res("{stage}/label/failed_{c}.xyz"),
+    params:
+        reference=config["reference"],
+        workdir=lambda wc: res(f"{wc.stage}/label/work_{wc.c}"),
+    log:
+        logpath("label/{stage}_chunk_{c}.log"),
+    benchmark:
+        benchpath("label/{stage}_chunk_{c}.tsv")
+    threads: get_resource("label", "tasks") * get_resource("label", "cpus_per_task")
+    resources:
+        tasks=get_resource("label", "tasks"),
+        cpus_per_task=get_resource("label", "cpus_per_task"),
+        mpi=get_resource("label", "mpi"),
+        mem_mb=get_resource("label", "mem_mb"),
+        runtime=get_runtime("label"),
+    conda:
+        "../envs/cp2k.yaml"
+    script:
+        "../scripts/label.py"

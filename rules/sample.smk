@@ -1,0 +1,29 @@
+# MD walkers driven by the committee of the previous iteration, one job per
+# pack of walkers (the committee is loaded once per pack).
+
+
+rule sample:
+    input:
+        unpack(get_sample_input),
+    output:
+        frames=res("iter_{it}/sample/pack_{p}.xyz"),
+        states=res("iter_{it}/sample/states_{p}.xyz"),
+    params:
+        sampling=config["sampling"],
+        trust_hi=config["selection"]["trust_hi"],
+        convergence=CONVERGENCE,
+        n_packs=N_PACKS,
+        seed=config["seed"],
+    log:
+        logpath("sample/iter_{it}_pack_{p}.log"),
+    benchmark:
+        benchpath("sample/iter_{it}_pack_{p}.tsv")
+    threads: get_resource("sample", "threads")
+    resources:
+        gpu=get_resource("sample", "gpu"),
+        mem_mb=get_resource("sample", "mem_mb"),
+        runtime=get_runtime("sample"),
+    conda:
+        "../envs/mace.yaml"
+    script:
+        "../scripts/sample.py"

@@ -1,0 +1,22 @@
+# Classify sampled frames by committee deviation, pick candidates to label and
+# write them into a fixed number of chunks (some possibly empty).
+
+
+rule select:
+    input:
+        unpack(get_select_input),
+    output:
+        chunks=[res(f"iter_{{it}}/select/chunk_{c}.xyz") for c in get_chunks("iter_001")],
+        stats=res("iter_{it}/select/stats.json"),
+    params:
+        selection=config["selection"],
+        convergence=CONVERGENCE,
+    log:
+        logpath("select/iter_{it}.log"),
+    benchmark:
+        benchpath("select/iter_{it}.tsv")
+    localrule: True
+    conda:
+        "../envs/python.yaml"
+    script:
+        "../scripts/select.py"

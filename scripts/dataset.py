@@ -1,0 +1,28 @@
+"""Previous dataset + new labels -> train/valid of this iteration."""
+from alflow import dataset, logs
+from alflow.io import read_frames, read_many, write_frames, write_json
+from alflow.structures import labelled_frames
+
+sm = snakemake  # noqa: F821
+log = logs.to_file(sm.log[0])
+inp = sm.input
+tag = f"iter_{sm.wildcards.it}"
+if "failed" in inp.keys():
+    new = read_many(inp.new)
+    n_failed = len(read_many(inp.failed))
+else:  # a user-supplied labelled dataset replaces the bootstrap
+    new = labelled_frames(inp.new)
+    n_failed = 0
+train, valid = dataset.split(new, sm.params.valid_fraction, tag)
+n_new_train, n_new_valid = len(train), len(valid)
+if "train" in inp.keys():
+    train = read_frames(inp.train) + train
+    valid = read_frames(inp.valid) + valid
+if not train:
+    raise ValueError(f"{tag}: the training set is empty (all {n_failed} labels failed?)")
+write_frames(sm.output.train, train)
+write_frames(sm.output.valid, valid)
+summary = {"n_train": len(train), "n_valid": len(valid), "n_new_labels": len(new),
+           "n_new_train": n_new_train, "n_new_valid": n_new_valid, "n_label_failed": n_failed}
+write_json(sm.output.summary, summary)
+log.info("%s", summary)

@@ -1,0 +1,20 @@
+"""Isolated-atom energies of the reference, once per element."""
+from pathlib import Path
+
+from alflow import logs
+from alflow.io import write_json
+from alflow.reference import make_reference
+
+sm = snakemake  # noqa: F821
+log = logs.to_file(sm.log[0])
+e0s = sm.params.reference["e0s"]
+if e0s == "auto":
+    ref = make_reference(sm.params.reference, mpi=sm.resources.mpi, tasks=sm.resources.tasks,
+                         cpus_per_task=sm.resources.cpus_per_task)
+    e0s = {}
+    for symbol in sm.params.elements:
+        e0s[symbol] = ref.isolated_atom_energy(symbol, Path(sm.params.workdir) / symbol)
+        log.info("E0(%s) = %.6f eV", symbol, e0s[symbol])
+else:
+    log.info("E0s from the config: %s", e0s)
+write_json(sm.output[0], {"e0s": e0s})

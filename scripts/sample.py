@@ -1,0 +1,42 @@
+"""Run one pack of MD walkers with the committee of the previous iteration."""
+import torch
+
+from alflow import logs, sampling, selection
+from alflow.io import read_frames, read_json, write_frames
+from alflow.metrics import load_committee
+from alflow.structures import load_structures
+
+sm = snakemake  # noqa: F821
+log = logs.to_file(sm.log[0])
+s, p, inp = sm.params.sampling, sm.params, sm.input
+it, pack = int(sm.wildcards.it), int(sm.wildcards.p)
+torch.set_num_threads(sm.threads)
+
+if it == 1:
+    initial = load_structures(inp.states)
+    walkers = sampling.make_walkers(s["temperatures"], s["pressures"],
+                                    s["walkers_per_condition"], len(initial))
+    mine = sampling.pack_walkers(walkers, p.n_packs, pack)
+    starts = [initial[w.structure] for w in mine]
+else:
+    walkers = sampling.make_walkers(s["temperatures"], s["pressures"],
+                                    s["walkers_per_condition"], 1)
+    mine = sampling.pack_walkers(walkers, p.n_packs, pack)
+    starts = read_frames(inp.states)
+
+if "stats" in inp.keys() and read_json(inp.stats)["converged"]:
+    log.info("campaign converged: no sampling, walker states carried over")
+    write_frames(sm.output.frames, [])
+    write_frames(sm.output.states, starts)
+else:
+    calc = load_committee(inp.models, s["device"], s["dtype"])
+    frames, states = [], []
+    for walker, start in zip(mine, starts):
+        result = sampling.run_walker(
+            start, calc, walker, steps=s["steps"], timestep_fs=s["timestep_fs"],
+            save_every=s["save_every"], friction=s["friction"], trust_hi=p.trust_hi,
+            seed=p.seed * 100003 + it * 1009 + walker.index, progress=log.info)
+        frames += result.frames
+        states.append(result.state)
+    write_frames(sm.output.frames, frames)
+    write_frames(sm.output.states, states)

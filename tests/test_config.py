@@ -1,0 +1,103 @@
+"""Bad configuration is reported, with the key's name, before any job runs."""
+import copy
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from alflow import config as alcfg
+from conftest import REPO
+
+SCHEMA = str(REPO / "config" / "schema.yaml")
+
+
+def emt_config():
+    cfg = yaml.safe_load((REPO / "tests" / "data" / "emt.yaml").read_text())
+    cfg["structures"] = str(REPO / "tests" / "data" / "cu_16.xyz")
+    validate(cfg, SCHEMA)
+    return cfg
+
+
+def test_defaults_are_filled():
+    cfg = emt_config()
+    assert cfg["selection"]["strategy"] == "balanced"
+    assert cfg["convergence"]["accurate_ratio"] == 0.97
+    assert cfg["reference"]["cp2k"]["command"] == "cp2k"
+    alcfg.check(cfg)
+
+
+def test_shipped_config_is_valid():
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    validate(cfg, SCHEMA)
+
+
+@pytest.mark.parametrize("patch,word", [
+    ({"iteratons": 3}, "iteratons"),  # a typo
+    ({"selection": {"trust_lo": "low"}}, "trust_lo"),
+    ({"committee": {"size": 1}}, "size"),
+    ({"sampling": {"temperatures": []}}, "temperatures"),
+    ({"reference": {"kind": "vasp"}}, "vasp"),
+])
+def test_schema_names_the_bad_key(patch, word):
+    cfg = yaml.safe_load((REPO / "tests" / "data" / "emt.yaml").read_text())
+    for key, value in patch.items():
+        if isinstance(value, dict):
+            cfg.setdefault(key, {}).update(value)
+        else:
+            cfg[key] = value
+    with pytest.raises(WorkflowError, match=word):
+        validate(cfg, SCHEMA)
+
+
+def _broken(**changes):
+    cfg = emt_config()
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = cfg
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return cfg
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"structures": "nope.xyz"}, "structures: structure file nope.xyz does not exist"),
+    ({"selection__trust_lo": 0.9, "selection__trust_hi": 0.5}, "selection.trust_lo"),
+    ({"committee__mace": {"seed": 3}}, "committee.mace"),
+    ({"reference__e0s": {"H": 1.0}}, "reference.e0s: no energy for ['Cu']"),
+    ({"reference__ase": {"calculator": "ase.calculators.nope.Nope", "kwargs": {}}},
+     "reference.ase.calculator"),
+    ({"resources": {"train": {"runtime": "soon"}}}, "resources.train.runtime"),
+    ({"bootstrap__dataset": str(REPO / "tests" / "data" / "cu_16.xyz")}, "bootstrap.dataset"),
+])
+def test_semantic_checks_name_the_key(changes, message):
+    with pytest.raises(alcfg.ConfigError) as info:
+        alcfg.check(_broken(**changes))
+    assert message in str(info.value)
+
+
+def test_cp2k_template_is_parsed_before_jobs(tmp_path):
+    bad = tmp_path / "broken.inp"
+    bad.write_text("&FORCE_EVAL\n  METHOD Quickstep\n  &DFT\n")  # unterminated sections
+    cfg = _broken(reference__kind="cp2k")
+    cfg["reference"]["cp2k"]["template"] = str(bad)
+    with pytest.raises(alcfg.ConfigError, match="reference.cp2k.template.*broken.inp"):
+        alcfg.check(cfg)
+
+
+def test_derived_counts():
+    cfg = emt_config()
+    assert alcfg.stage_chunks(cfg, "iter_000") == 4  # 12 bootstrap / 3
+    assert alcfg.stage_chunks(cfg, "test") == 3  # 8 / 3
+    assert alcfg.stage_chunks(cfg, "iter_005") == 2  # max_selected 6 / 3
+    assert alcfg.n_walkers(cfg) == 2 and alcfg.n_packs(cfg) == 2
+    c2 = copy.deepcopy(cfg)
+    c2["sampling"]["packs"] = 10
+    assert alcfg.n_packs(c2) == 2
+
+
+@pytest.mark.parametrize("value,expected", [(90, 90), ("90", 90), ("90m", 90), ("2h", 120),
+                                            ("1.5h", 90), ("30s", 1), (0.2, 1)])
+def test_minutes(value, expected):
+    assert alcfg.minutes(value) == expected
