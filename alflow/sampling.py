@@ -15,7 +15,8 @@ import numpy as np
 from ase import Atoms, units
 from ase.md.langevin import Langevin
 from ase.md.langevinbaoab import LangevinBAOAB
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.constraints import FixCom
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
 from . import DEVIATION_KEY
 
@@ -94,7 +95,7 @@ def run_walker(atoms: Atoms, calc, walker: Walker, *, steps: int, timestep_fs: f
     atoms.calc = calc
     rng = np.random.default_rng(seed)
     if not np.any(atoms.get_momenta()):
-        MaxwellBoltzmannDistribution(atoms, temperature_K=walker.temperature, rng=rng)
+        thermalize_momenta(atoms, walker.temperature, rng=rng)
         Stationary(atoms)
     dyn = _integrator(atoms, walker, timestep_fs, friction, rng)
     frames: list[Atoms] = []
@@ -119,11 +120,13 @@ def run_walker(atoms: Atoms, calc, walker: Walker, *, steps: int, timestep_fs: f
 def _integrator(atoms: Atoms, walker: Walker, timestep_fs: float, friction: float, rng):
     dt = timestep_fs * units.fs
     if walker.pressure is None:
+        atoms.set_constraint(FixCom())  # ASE's recommended way to keep the centre of mass
         return Langevin(atoms, timestep=dt, temperature_K=walker.temperature,
-                        friction=friction / units.fs, rng=rng)
+                        friction=friction / units.fs, fixcm=False, rng=rng)
+    t_tau = 1.0 / friction * units.fs
     return LangevinBAOAB(atoms, timestep=dt, temperature_K=walker.temperature,
                          externalstress=-walker.pressure * units.GPa, hydrostatic=True,
-                         T_tau=1.0 / friction * units.fs, rng=rng)
+                         T_tau=t_tau, P_tau=20 * t_tau, rng=rng)
 
 
 def _snapshot(atoms: Atoms, walker: Walker, step: int, dev: float | None) -> Atoms:

@@ -1,6 +1,7 @@
 """Training one committee member through mace-torch's own CLI (mace_run_train)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -32,8 +33,7 @@ def e0s_argument(e0s: dict[str, float] | str) -> str:
 
 def mace_arguments(*, name: str, train_file: str, valid_file: str, work_dir: str,
                    e0s: dict[str, float] | str, seed: int, device: str, dtype: str,
-                   epochs: int, hyper: dict, foundation: str | None = None,
-                   restart: bool = False) -> list[str]:
+                   epochs: int, hyper: dict, foundation: str | None = None) -> list[str]:
     """The argument list for mace_run_train."""
     clash = RESERVED & set(hyper)
     if clash:
@@ -48,8 +48,7 @@ def mace_arguments(*, name: str, train_file: str, valid_file: str, work_dir: str
     if foundation:
         args["foundation_model"] = foundation
         args.setdefault("multiheads_finetuning", False)
-    out = [f"--{k}={_cli_value(v)}" for k, v in args.items()]
-    return out + (["--restart_latest"] if restart else [])
+    return [f"--{k}={_cli_value(v)}" for k, v in args.items()]
 
 
 def mace_executable() -> list[str]:
@@ -63,27 +62,29 @@ def mace_executable() -> list[str]:
     return [found]
 
 
-def train_member(*, output: str, work_dir: str, log_file: str, threads: int,
-                 attempt: int = 1, **kwargs) -> None:
+def train_member(*, output: str, work_dir: str, log_file: str, threads: int, **kwargs) -> None:
     """Train one member; the model is moved to ``output`` only when training succeeded.
 
-    On a retry (``attempt > 1``) with checkpoints left by the killed attempt,
+    When ``work_dir`` holds checkpoints of an earlier, interrupted run with the
+    same arguments (a job killed at its time limit, a crashed login node),
     training resumes from the latest checkpoint instead of starting again.
     """
     work = Path(work_dir)
-    checkpoints = list((work / "checkpoints").glob("*.pt")) if work.exists() else []
-    restart = attempt > 1 and bool(checkpoints)
-    if not restart and work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    name = kwargs["name"]
-    cmd = mace_executable() + mace_arguments(work_dir=str(work), restart=restart, **kwargs)
+    args = mace_arguments(work_dir=str(work), **kwargs)
+    stamp = work / "arguments.json"
+    restart = (stamp.exists() and json.loads(stamp.read_text()) == args
+               and any((work / "checkpoints").glob("*.pt")))
+    if not restart:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        stamp.write_text(json.dumps(args))
+    cmd = mace_executable() + args + (["--restart_latest"] if restart else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with open(log_file, "a") as log:
         log.write(("resuming from checkpoint: " if restart else "") + " ".join(cmd) + "\n")
         log.flush()
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    model = work / f"{name}.model"
+    model = work / f"{kwargs['name']}.model"
     if proc.returncode != 0 or not model.exists():
         raise RuntimeError(f"mace_run_train failed (exit {proc.returncode}); see {log_file}")
     Path(output).parent.mkdir(parents=True, exist_ok=True)

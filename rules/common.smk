@@ -1,12 +1,9 @@
 import os
 import sys
 
-# The `alflow` package sits next to this Snakefile; scripts and job processes
-# (local or on a cluster) find it through PYTHONPATH.
+# The `alflow` package sits next to this Snakefile. Scripts import it through
+# the symlink scripts/alflow (Snakemake puts a script's directory on sys.path).
 sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
-)
 
 from alflow import config as alcfg
 
@@ -137,4 +134,16 @@ def get_campaign_input():
 
 
 def get_final_outputs():
-    return [res("campaign.csv")]
+    """Every product of the campaign, so that a deleted file (a label chunk, a
+    model) is noticed and remade together with everything downstream of it."""
+    stages = ([] if TEST_GIVEN else ["test"]) + [
+        f"iter_{i:03d}" for i in range(ITERATIONS + 1) if i > 0 or not DATASET_GIVEN
+    ]
+    files = [res("campaign.csv")]
+    for stage in stages:
+        files += get_labels(stage) + get_labels(stage, "failed")
+    for i in range(ITERATIONS + 1):
+        files += get_models(i)
+        if i > 0:
+            files += [f"{iter_dir(i)}/sample/pack_{p}.xyz" for p in range(N_PACKS)]
+    return files

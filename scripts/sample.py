@@ -1,7 +1,7 @@
 """Run one pack of MD walkers with the committee of the previous iteration."""
 import torch
 
-from alflow import logs, sampling, selection
+from alflow import logs, sampling
 from alflow.io import read_frames, read_json, write_frames
 from alflow.metrics import load_committee
 from alflow.structures import load_structures

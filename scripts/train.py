@@ -1,7 +1,7 @@
 """Train (or fine-tune, or after convergence copy) one committee member."""
 import shutil
 
-from alflow import logs, selection
+from alflow import logs
 from alflow.io import read_json
 from alflow.training import train_member
 
@@ -15,7 +15,7 @@ else:
     finetune = "previous" in inp.keys() and com["finetune"]
     train_member(
         output=sm.output[0], work_dir=p.workdir, log_file=sm.log[0], threads=sm.threads,
-        attempt=sm.attempt, name=f"member_{sm.wildcards.m}", train_file=inp.train,
+        name=f"member_{sm.wildcards.m}", train_file=inp.train,
         valid_file=inp.valid, e0s=read_json(inp.e0s)["e0s"], seed=p.seed,
         device=com["device"], dtype=com["dtype"],
         epochs=com["finetune_epochs"] if finetune else com["epochs"],

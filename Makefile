@@ -1,0 +1,37 @@
+# The two commands a user needs:  make demo   and   make test
+# Both install everything on a fresh Debian/Ubuntu machine (Python 3.11):
+# CP2K and an MPI launcher through apt-get when missing, Python packages into .venv.
+VENV ?= .venv
+PYTHON ?= python3
+SNAKEMAKE = $(VENV)/bin/snakemake
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test test-fast setup system clean
+
+demo: setup
+	$(SNAKEMAKE) --profile profiles/local
+	@echo; echo "Campaign table (results/campaign.csv):"; cat results/campaign.txt
+
+test: setup
+	$(VENV)/bin/pytest
+
+test-fast: setup  # unit tests only, no full campaigns
+	$(VENV)/bin/pytest -m "not slow and not slurm"
+
+setup: system $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+system:
+	@if ! command -v cp2k >/dev/null || ! command -v mpirun >/dev/null; then \
+	  echo "Installing CP2K and Open MPI with apt-get"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q cp2k openmpi-bin; \
+	fi
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,84 @@
+"""Training through mace-torch's CLI, fine-tuning, resuming, and test-set metrics."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from alflow.io import read_frames
+from alflow.metrics import campaign_table, evaluate, load_committee
+from alflow.training import e0s_argument, mace_arguments, train_member
+from conftest import TINY_MACE
+
+
+def test_arguments():
+    args = mace_arguments(name="m", train_file="t.xyz", valid_file="v.xyz", work_dir="w",
+                          e0s={"O": -2.0, "H": -1.5}, seed=4, device="cpu", dtype="float64",
+                          epochs=3, hyper={"r_max": 4.0, "swa": False}, foundation="prev.model")
+    assert "--E0s={1: -1.5, 8: -2.0}" in args
+    assert "--swa=False" in args and "--r_max=4.0" in args
+    assert "--foundation_model=prev.model" in args and "--multiheads_finetuning=False" in args
+    assert "--energy_key=REF_energy" in args and "--max_num_epochs=3" in args
+    assert e0s_argument("average") == "average"
+    with pytest.raises(ValueError, match="seed"):
+        mace_arguments(name="m", train_file="t", valid_file="v", work_dir="w", e0s="average",
+                       seed=1, device="cpu", dtype="float64", epochs=1, hyper={"seed": 2})
+
+
+def test_committee_metrics(cu_committee, cu_dataset):
+    calc = load_committee(cu_committee, "cpu", "float64")
+    m = evaluate(calc, read_frames(cu_dataset / "test.xyz"))
+    assert m["n_structures"] == 6
+    assert 0 < m["force_rmse_meV_per_A"] < 5000 and math.isfinite(m["energy_rmse_meV_per_atom"])
+    assert len(m["member_force_rmse_meV_per_A"]) == 2
+    # the committee mean is never worse than the worse member (convexity of RMSE)
+    assert m["force_rmse_meV_per_A"] <= max(m["member_force_rmse_meV_per_A"]) + 1e-9
+    with pytest.raises(ValueError, match="empty"):
+        evaluate(calc, [])
+
+
+def _train(tmp_path, cu_dataset, foundation=None, epochs=2):
+    out = tmp_path / "m.model"
+    train_member(output=str(out), work_dir=str(tmp_path / "work"), log_file=str(tmp_path / "log"),
+                 threads=1, name="m", train_file=str(cu_dataset / "train.xyz"),
+                 valid_file=str(cu_dataset / "valid.xyz"), e0s={"Cu": 0.0}, seed=7,
+                 device="cpu", dtype="float64", epochs=epochs, hyper=TINY_MACE,
+                 foundation=foundation)
+    return out
+
+
+def test_finetune_from_previous_member(tmp_path, cu_committee, cu_dataset):
+    out = _train(tmp_path, cu_dataset, foundation=cu_committee[0])
+    assert out.exists()
+    assert "Using foundation model" in (tmp_path / "log").read_text()
+
+
+def test_rerun_resumes_from_checkpoint_of_the_same_run(tmp_path, cu_dataset):
+    _train(tmp_path, cu_dataset, epochs=3)
+    (tmp_path / "m.model").unlink()  # as if the job had been killed after a checkpoint
+    out = _train(tmp_path, cu_dataset, epochs=3)
+    log = (tmp_path / "log").read_text()
+    assert out.exists() and "resuming from checkpoint" in log and "--restart_latest" in log
+    # different arguments (more epochs): a fresh start, not a resume of a stale run
+    (tmp_path / "log").write_text("")
+    _train(tmp_path, cu_dataset, epochs=4)
+    assert "resuming" not in (tmp_path / "log").read_text()
+
+
+def test_failed_training_leaves_no_model(tmp_path, cu_dataset):
+    bad = tmp_path / "empty.xyz"
+    bad.write_text("")
+    with pytest.raises(RuntimeError, match="mace_run_train failed"):
+        train_member(output=str(tmp_path / "x.model"), work_dir=str(tmp_path / "w"),
+                     log_file=str(tmp_path / "log"), threads=1, name="x", train_file=str(bad),
+                     valid_file=str(bad), e0s={"Cu": 0.0}, seed=1, device="cpu",
+                     dtype="float64", epochs=1, hyper=TINY_MACE)
+    assert not (tmp_path / "x.model").exists()
+
+
+def test_campaign_table_orders_columns():
+    rows = [{"iteration": 1, "force_rmse_meV_per_A": 50.0, "n_train": 20, "extra": 1},
+            {"iteration": 0, "force_rmse_meV_per_A": 90.0, "n_train": 10, "extra": 2}]
+    t = campaign_table(rows)
+    assert list(t["iteration"]) == [0, 1]
+    assert list(t.columns) == ["iteration", "n_train", "force_rmse_meV_per_A", "extra"]

@@ -1,0 +1,90 @@
+"""Run the real workflow (snakemake) on tiny campaigns with ASE's EMT as reference."""
+import json
+import os
+import time
+
+import pandas as pd
+import pytest
+
+from alflow.io import read_frames
+from workflow import job_counts, make_campaign, run
+
+
+def test_dry_run_lists_every_job_of_every_iteration(tmp_path):
+    wd = make_campaign(tmp_path, "emt", iterations=4, committee={"size": 3},
+                       sampling={"temperatures": [300, 600, 900], "walkers_per_condition": 2,
+                                 "packs": 4},
+                       selection={"max_selected": 10, "chunk_size": 4})
+    out = run(wd, "-n").stdout
+    counts = job_counts(out)
+    assert counts == {
+        "bootstrap": 1, "test_structures": 1, "e0s": 1,
+        "label": 3 + 2 + 4 * 3,  # ceil(12/4) + ceil(8/4) + 4 iterations x ceil(10/4)
+        "dataset": 5, "train": 5 * 3, "sample": 4 * 4, "select": 4, "evaluate": 5,
+        "campaign": 1, "all": 1,
+    }
+
+
+def test_dry_run_rejects_bad_config_before_any_job(tmp_path):
+    wd = make_campaign(tmp_path, "emt", selection={"trust_lo": 0.9, "trust_hi": 0.2})
+    proc = run(wd, "-n", check=False)
+    assert proc.returncode != 0
+    assert "selection.trust_lo (0.9) must be below" in proc.stdout + proc.stderr
+    wd2 = make_campaign(tmp_path / "typo", "emt", samplng={"steps": 3})
+    proc = run(wd2, "-n", check=False)
+    assert proc.returncode != 0 and "'samplng' was unexpected" in proc.stdout + proc.stderr
+
+
+def mtimes(root):
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns
+            for p in root.rglob("*") if p.is_file() and ".snakemake" not in p.parts}
+
+
+@pytest.mark.slow
+def test_emt_campaign_end_to_end_and_reruns(tmp_path):
+    wd = make_campaign(tmp_path, "emt")
+    t0 = time.time()
+    run(wd)
+    wall = time.time() - t0
+    res = wd / "results"
+    table = pd.read_csv(res / "campaign.csv")
+    assert list(table["iteration"]) == [0, 1, 2]
+    assert table["force_rmse_meV_per_A"].notna().all()
+    # every iteration's files exist
+    for i in range(3):
+        d = res / f"iter_{i:03d}"
+        assert (d / "dataset" / "train.xyz").exists() and (d / "metrics.json").exists()
+        assert len(list((d / "models").glob("member_*.model"))) == 2
+        assert list((d / "label").glob("failed_*.xyz"))
+    for i in (1, 2):
+        stats = json.loads((res / f"iter_{i:03d}" / "select" / "stats.json").read_text())
+        assert stats["n_frames"] > 0 and stats["n_selected"] > 0
+        frames = read_frames(res / f"iter_{i:03d}" / "sample" / "pack_0.xyz")
+        assert all("committee_force_dev" in a.info for a in frames)
+    # the dataset grows by the new labels
+    assert table["n_train"].iloc[-1] + table["n_valid"].iloc[-1] > \
+        table["n_train"].iloc[0] + table["n_valid"].iloc[0]
+    e0s = json.loads((res / "reference" / "e0s.json").read_text())["e0s"]
+    assert set(e0s) == {"Cu"}
+
+    # nothing changed: nothing to do
+    proc = run(wd, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+    # delete one label chunk of iteration 1: only it and its descendants rerun
+    before = mtimes(res)
+    (res / "iter_001" / "label" / "chunk_0.xyz").unlink()
+    counts = job_counts(run(wd, "-n").stdout)
+    assert counts["label"] == 1 + 2  # the chunk + iteration 2's chunks downstream
+    assert counts["sample"] == 2 and counts["train"] == 4 and counts["dataset"] == 2
+    for rule in ("bootstrap", "test_structures", "e0s"):
+        assert rule not in counts
+    run(wd)
+    after = mtimes(res)
+    unchanged = [k for k in before if k.startswith(("iter_000", "test", "reference"))
+                 or k.startswith("iter_001/sample") or k.startswith("iter_001/select")
+                 or k.startswith("iter_001/label/chunk_1")]
+    unchanged = [k for k in unchanged if not k.startswith(("logs", "benchmarks"))]
+    assert unchanged and all(before[k] == after[k] for k in unchanged)
+    assert after["iter_002/metrics.json"] > before["iter_002/metrics.json"]
+    print(f"EMT campaign wall time: {wall:.1f} s")
