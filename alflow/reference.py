@@ -1,0 +1,326 @@
+"""The reference method behind the ``label`` rule: CP2K or any ASE calculator.
+
+:func:`make_reference` builds a :class:`Reference` from the ``reference``
+config sub-tree; :func:`label_chunk` labels one chunk of structures, keeps
+failures aside (never stopping the chunk) and reuses finished per-structure
+results when a killed job is rerun.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from abc import ABC, abstractmethod
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping
+
+import ase.io
+import numpy as np
+from ase import Atoms
+
+from . import ENERGY_KEY, FAILURE_KEY, FORCES_KEY, STRESS_KEY
+from .cp2k import ATOM_BOX, Cp2kError, Cp2kTemplate, load_template, run_cp2k
+from .cp2k import isolated_atom_energy as cp2k_isolated_atom_energy
+from .io import atomic_path, read_frames, write_frames
+
+__all__ = [
+    "AseReference",
+    "Cp2kReference",
+    "LabelFailure",
+    "Reference",
+    "label_chunk",
+    "label_cached",
+    "make_reference",
+]
+
+#: Longest failure message stored in ``info[FAILURE_KEY]``.
+MAX_FAILURE_CHARS = 300
+RESULT_NAME = "result.extxyz"
+HASH_NAME = "result.sha256"
+
+
+class LabelFailure(RuntimeError):
+    """A structure the reference could not label.
+
+    ``kind`` is short and machine-readable (CP2K: the :class:`Cp2kError` kind;
+    ASE: ``calculator_error`` or ``non_finite``); ``message`` is one line.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        message = " ".join(str(message).split())
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+# --------------------------------------------------------------------------
+# References
+# --------------------------------------------------------------------------
+
+
+class Reference(ABC):
+    """Energy, forces and (3D-periodic) stress of single structures."""
+
+    def label(self, atoms: Atoms, workdir: str | os.PathLike[str]) -> Atoms:
+        """A copy of ``atoms`` carrying the reference labels, without calculator.
+
+        Sets ``info[ENERGY_KEY]`` (eV), ``arrays[FORCES_KEY]`` (eV/A) and, for
+        structures periodic in all three directions when the method gives one,
+        ``info[STRESS_KEY]`` (Voigt, eV/A^3, ASE sign).  Other info/arrays are
+        kept.  Raises :class:`LabelFailure` when the calculation fails.
+        """
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        result = self._compute(atoms, workdir)
+        return _with_labels(atoms, result["energy"], result["forces"], result.get("stress"))
+
+    @abstractmethod
+    def _compute(self, atoms: Atoms, workdir: Path) -> dict[str, Any]:
+        """{"energy": float, "forces": (n, 3), "stress": (6,) or None}."""
+
+    @abstractmethod
+    def isolated_atom_energy(self, symbol: str, workdir: str | os.PathLike[str]) -> float:
+        """Energy (eV) of one free atom of ``symbol``."""
+
+    @property
+    @abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """Everything that determines the labels (not resources), JSON-serialisable."""
+
+    def fingerprint(self) -> str:
+        """Canonical text of :attr:`settings`, used to validate cached results."""
+        return json.dumps(self.settings, sort_keys=True, default=str)
+
+
+class Cp2kReference(Reference):
+    """CP2K singlepoints from an input template (see :mod:`alflow.cp2k`)."""
+
+    def __init__(
+        self,
+        template: Cp2kTemplate,
+        *,
+        command: str = "cp2k",
+        mpi: str | None = "mpirun",
+        tasks: int = 1,
+        cpus_per_task: int = 1,
+        timeout: float | None = None,
+    ) -> None:
+        self.template = template
+        self.command = command
+        self.run_kwargs: dict[str, Any] = {
+            "command": command,
+            "mpi": mpi,
+            "tasks": int(tasks),
+            "cpus_per_task": int(cpus_per_task),
+            "timeout": timeout,
+        }
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"kind": "cp2k", "command": self.command, "template": self.template.fingerprint}
+
+    def _compute(self, atoms: Atoms, workdir: Path) -> dict[str, Any]:
+        try:
+            return run_cp2k(atoms, self.template, workdir, **self.run_kwargs)
+        except Cp2kError as exc:
+            raise LabelFailure(exc.kind, exc.message) from exc
+
+    def isolated_atom_energy(self, symbol: str, workdir: str | os.PathLike[str]) -> float:
+        try:
+            return cp2k_isolated_atom_energy(symbol, self.template, workdir, **self.run_kwargs)
+        except Cp2kError as exc:
+            raise LabelFailure(exc.kind, f"isolated {symbol} atom: {exc.message}") from exc
+
+
+class AseReference(Reference):
+    """Any ASE calculator, given as a class or a dotted import path."""
+
+    def __init__(self, calculator: str | type, kwargs: Mapping[str, Any] | None = None) -> None:
+        if isinstance(calculator, str):
+            from .config import import_object
+
+            self.calculator_path = calculator
+            self.calculator_class = import_object(calculator)
+        else:
+            self.calculator_path = f"{calculator.__module__}.{calculator.__qualname__}"
+            self.calculator_class = calculator
+        self.kwargs = dict(kwargs or {})
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"kind": "ase", "calculator": self.calculator_path, "kwargs": self.kwargs}
+
+    def _compute(self, atoms: Atoms, workdir: Path) -> dict[str, Any]:
+        work = atoms.copy()
+        work.calc = self._calculator(workdir)
+        want_stress = bool(np.all(atoms.pbc)) and "stress" in work.calc.implemented_properties
+        try:
+            energy = work.get_potential_energy()
+            forces = work.get_forces()
+            stress = work.get_stress(voigt=True) if want_stress else None
+        except Exception as exc:  # any calculator failure is a label failure
+            raise LabelFailure("calculator_error", f"{type(exc).__name__}: {exc}") from exc
+        return {"energy": energy, "forces": forces, "stress": stress}
+
+    def isolated_atom_energy(self, symbol: str, workdir: str | os.PathLike[str]) -> float:
+        atom = Atoms(symbol, cell=[ATOM_BOX] * 3, pbc=False)
+        atom.center()
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        return float(self._compute(atom, workdir)["energy"])
+
+    def _calculator(self, workdir: Path) -> Any:
+        """A fresh calculator per structure (no state carried between frames)."""
+        calc = self.calculator_class(**self.kwargs)
+        if "directory" not in self.kwargs and hasattr(calc, "directory"):
+            calc.directory = str(workdir)  # file-based calculators work in workdir
+        return calc
+
+
+def _with_labels(atoms: Atoms, energy: Any, forces: Any, stress: Any) -> Atoms:
+    """Copy of ``atoms`` with validated labels (stress only if 3D periodic)."""
+    energy = float(energy)
+    forces = np.array(forces, dtype=float)
+    if not np.isfinite(energy) or forces.shape != (len(atoms), 3) or not np.all(np.isfinite(forces)):
+        raise LabelFailure("non_finite", f"energy {energy}, forces of shape {forces.shape} with non-finite values")
+    labelled = atoms.copy()
+    labelled.calc = None
+    labelled.info[ENERGY_KEY] = energy
+    labelled.arrays[FORCES_KEY] = forces
+    labelled.info.pop(STRESS_KEY, None)
+    labelled.info.pop(FAILURE_KEY, None)
+    if stress is not None and np.all(atoms.pbc):
+        stress = np.array(stress, dtype=float).reshape(6)
+        if not np.all(np.isfinite(stress)):
+            raise LabelFailure("non_finite", "non-finite stress")
+        labelled.info[STRESS_KEY] = stress
+    return labelled
+
+
+def make_reference(
+    ref_cfg: Mapping[str, Any],
+    *,
+    mpi: str | None = None,
+    tasks: int | None = None,
+    cpus_per_task: int | None = None,
+) -> Reference:
+    """The reference of the ``reference`` config sub-tree.
+
+    ``mpi``/``tasks``/``cpus_per_task`` (e.g. from Snakemake resources) win
+    over ``reference.cp2k`` values when not None; ``mpi=""`` means no launcher.
+    """
+    kind = ref_cfg.get("kind", "cp2k")
+    if kind == "cp2k":
+        cfg = ref_cfg.get("cp2k", {})
+        return Cp2kReference(
+            load_template(cfg.get("template", "config/cp2k/water_xtb.inp")),
+            command=cfg.get("command", "cp2k"),
+            mpi=_first_set(mpi, cfg.get("mpi"), "mpirun"),
+            tasks=_first_set(tasks, cfg.get("tasks"), 1),
+            cpus_per_task=_first_set(cpus_per_task, cfg.get("cpus_per_task"), 1),
+        )
+    if kind == "ase":
+        cfg = ref_cfg.get("ase", {})
+        return AseReference(cfg.get("calculator", "ase.calculators.emt.EMT"), cfg.get("kwargs", {}))
+    raise ValueError(f"reference.kind: unknown reference {kind!r} (expected cp2k or ase)")
+
+
+def _first_set(*values: Any) -> Any:
+    return next(v for v in values if v is not None)
+
+
+# --------------------------------------------------------------------------
+# Chunks, with per-structure caching
+# --------------------------------------------------------------------------
+
+
+def structure_hash(atoms: Atoms, reference: Reference) -> str:
+    """SHA-256 of numbers, positions, cell, pbc and the reference settings."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(atoms.numbers, dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(atoms.positions, dtype=np.float64).tobytes())
+    digest.update(np.ascontiguousarray(atoms.cell.array, dtype=np.float64).tobytes())
+    digest.update(np.ascontiguousarray(atoms.pbc, dtype=np.bool_).tobytes())
+    digest.update(reference.fingerprint().encode())
+    return digest.hexdigest()
+
+
+def label_cached(reference: Reference, atoms: Atoms, workdir: str | os.PathLike[str]) -> Atoms:
+    """:meth:`Reference.label` with a result cache in ``workdir``.
+
+    A finished result is stored as ``result.extxyz`` plus ``result.sha256``
+    (:func:`structure_hash`); when both are present and the hash matches,
+    the stored labels are reused instead of recomputing.  Failures are not
+    cached (a rerun tries them again).
+    """
+    workdir = Path(workdir)
+    key = structure_hash(atoms, reference)
+    cached = _read_cached(workdir, key)
+    if cached is not None:
+        return _with_labels(atoms, cached.info[ENERGY_KEY], cached.arrays[FORCES_KEY], cached.info.get(STRESS_KEY))
+    (workdir / HASH_NAME).unlink(missing_ok=True)
+    labelled = reference.label(atoms, workdir)
+    write_frames(workdir / RESULT_NAME, [labelled])
+    with atomic_path(workdir / HASH_NAME) as tmp:
+        tmp.write_text(key + "\n")
+    return labelled
+
+
+def _read_cached(workdir: Path, key: str) -> Atoms | None:
+    try:
+        if (workdir / HASH_NAME).read_text().strip() != key:
+            return None
+        frame = ase.io.read(workdir / RESULT_NAME, format="extxyz")
+    except Exception:  # missing, stale or unreadable: recompute
+        return None
+    if ENERGY_KEY not in frame.info or FORCES_KEY not in frame.arrays:
+        return None
+    return frame
+
+
+def label_chunk(
+    in_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    failed_path: str | os.PathLike[str],
+    reference: Reference,
+    workdir: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """Label every frame of ``in_path`` (extxyz, may be empty).
+
+    Frame ``k`` is computed in ``workdir/struct_{k:04d}``.  Labelled frames
+    go to ``out_path``, failed ones (input frame plus ``info[FAILURE_KEY] =
+    "<kind>: <message>"``) to ``failed_path``; both are written atomically,
+    as empty files when there is nothing.  Returns ``{"n_input",
+    "n_labelled", "n_failed", "failures": {kind: count}}``.
+    """
+    frames = read_frames(in_path)
+    labelled: list[Atoms] = []
+    failed: list[Atoms] = []
+    failures: Counter[str] = Counter()
+    for k, atoms in enumerate(frames):
+        try:
+            labelled.append(label_cached(reference, atoms, Path(workdir) / f"struct_{k:04d}"))
+        except LabelFailure as exc:
+            failed.append(_failed_frame(atoms, exc))
+            failures[exc.kind] += 1
+    write_frames(out_path, labelled)
+    write_frames(failed_path, failed)
+    return {
+        "n_input": len(frames),
+        "n_labelled": len(labelled),
+        "n_failed": len(failed),
+        "failures": dict(failures),
+    }
+
+
+def _failed_frame(atoms: Atoms, failure: LabelFailure) -> Atoms:
+    frame = atoms.copy()
+    frame.calc = None
+    # extxyz stores it as a quoted string: no double quotes or backslashes
+    text = f"{failure.kind}: {failure.message}".replace('"', "'").replace("\\", "/")
+    if len(text) > MAX_FAILURE_CHARS:
+        text = text[: MAX_FAILURE_CHARS - 3] + "..."
+    frame.info[FAILURE_KEY] = text
+    return frame

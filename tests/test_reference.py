@@ -1,0 +1,221 @@
+"""alflow.reference: ASE (EMT) and CP2K (GFN1-xTB) references, chunk labelling, resume."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, molecule
+from ase.calculators.emt import EMT
+
+from alflow import ENERGY_KEY, FAILURE_KEY, FORCES_KEY, STRESS_KEY
+from alflow.reference import (
+    AseReference,
+    Cp2kReference,
+    LabelFailure,
+    label_chunk,
+    make_reference,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+XTB = REPO / "config" / "cp2k" / "water_xtb.inp"
+EMT_CFG = {"kind": "ase", "e0s": "auto", "ase": {"calculator": "ase.calculators.emt.EMT", "kwargs": {}}}
+needs_cp2k = pytest.mark.skipif(shutil.which("cp2k") is None, reason="needs the cp2k binary")
+
+
+class CountingEMT(EMT):
+    """EMT that counts its calculations (to see what a rerun recomputes)."""
+
+    calls = 0
+
+    def calculate(self, *args, **kwargs):
+        type(self).calls += 1
+        super().calculate(*args, **kwargs)
+
+
+def cu_cell(seed: int = 0) -> Atoms:
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 1, 1))
+    atoms.rattle(0.05, seed=seed)
+    atoms.info["origin"] = f"test:{seed}"
+    return atoms
+
+
+def overlapping_cu() -> Atoms:
+    atoms = cu_cell()
+    atoms.positions[1] = atoms.positions[0]  # EMT gives NaN forces
+    return atoms
+
+
+def water(box: float = 6.0, seed: int = 0) -> Atoms:
+    atoms = molecule("H2O", cell=[box] * 3, pbc=True)
+    atoms.center()
+    atoms.rattle(0.02, seed=seed)
+    atoms.info["origin"] = f"water:{seed}"
+    return atoms
+
+
+def collapsed_water() -> Atoms:
+    atoms = water()
+    atoms.positions[1] = atoms.positions[0] + [0.0, 0.0, 0.001]  # CP2K aborts on this geometry
+    return atoms
+
+
+def read(path: Path) -> list[Atoms]:
+    return [] if path.stat().st_size == 0 else ase.io.read(path, index=":")
+
+
+# --------------------------------------------------------------------------
+# references
+# --------------------------------------------------------------------------
+
+
+def test_ase_reference_matches_emt(tmp_path):
+    ref = make_reference(EMT_CFG)
+    atoms = cu_cell()
+    labelled = ref.label(atoms, tmp_path)
+    direct = atoms.copy()
+    direct.calc = EMT()
+    assert labelled.info[ENERGY_KEY] == pytest.approx(direct.get_potential_energy(), abs=1e-10)
+    np.testing.assert_allclose(labelled.arrays[FORCES_KEY], direct.get_forces(), atol=1e-10)
+    np.testing.assert_allclose(labelled.info[STRESS_KEY], direct.get_stress(voigt=True), atol=1e-10)
+    assert labelled.info["origin"] == "test:0"
+    assert labelled.calc is None
+    assert "origin" in atoms.info and ENERGY_KEY not in atoms.info  # input untouched
+
+
+def test_ase_reference_gives_no_stress_without_3d_periodicity(tmp_path):
+    atoms = cu_cell()
+    atoms.pbc = [True, True, False]
+    labelled = make_reference(EMT_CFG).label(atoms, tmp_path)
+    assert STRESS_KEY not in labelled.info and ENERGY_KEY in labelled.info
+
+
+@pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # EMT on overlapping atoms
+@pytest.mark.parametrize(
+    ("atoms", "kind", "text"),
+    [(overlapping_cu(), "non_finite", "non-finite"), (bulk("Si"), "calculator_error", "No EMT-potential for Si")],
+)
+def test_ase_reference_failures(tmp_path, atoms, kind, text):
+    with pytest.raises(LabelFailure) as info:
+        make_reference(EMT_CFG).label(atoms, tmp_path)
+    assert info.value.kind == kind and text in info.value.message
+
+
+def test_ase_isolated_atom_energy(tmp_path):
+    atom = Atoms("Cu", calculator=EMT())
+    assert make_reference(EMT_CFG).isolated_atom_energy("Cu", tmp_path) == pytest.approx(atom.get_potential_energy())
+
+
+def test_make_reference_resource_overrides():
+    cfg = {"kind": "cp2k", "cp2k": {"template": str(XTB), "command": "cp2k.psmp", "mpi": "srun", "tasks": 4}}
+    ref = make_reference(cfg)
+    assert isinstance(ref, Cp2kReference)
+    assert ref.run_kwargs == {"command": "cp2k.psmp", "mpi": "srun", "tasks": 4, "cpus_per_task": 1, "timeout": None}
+    ref = make_reference(cfg, mpi="", tasks=2, cpus_per_task=3)
+    assert ref.run_kwargs["mpi"] == "" and ref.run_kwargs["tasks"] == 2 and ref.run_kwargs["cpus_per_task"] == 3
+    assert make_reference({"kind": "cp2k", "cp2k": {"template": str(XTB)}}).run_kwargs["mpi"] == "mpirun"
+    assert isinstance(make_reference(EMT_CFG), AseReference)
+    with pytest.raises(ValueError, match="vasp"):
+        make_reference({"kind": "vasp"})
+
+
+# --------------------------------------------------------------------------
+# chunks
+# --------------------------------------------------------------------------
+
+
+def test_label_chunk_empty_input(tmp_path):
+    (tmp_path / "in.xyz").write_text("")
+    counts = label_chunk(tmp_path / "in.xyz", tmp_path / "out.xyz", tmp_path / "failed.xyz",
+                         make_reference(EMT_CFG), tmp_path / "work")
+    assert counts == {"n_input": 0, "n_labelled": 0, "n_failed": 0, "failures": {}}
+    assert (tmp_path / "out.xyz").read_text() == "" and (tmp_path / "failed.xyz").read_text() == ""
+
+
+@pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # EMT on overlapping atoms
+def test_label_chunk_ase_mix_and_resume(tmp_path):
+    frames = [cu_cell(0), overlapping_cu(), bulk("Si", cubic=True), cu_cell(1)]
+    ase.io.write(tmp_path / "in.xyz", frames)
+    ref = AseReference(CountingEMT)
+    paths = (tmp_path / "in.xyz", tmp_path / "out.xyz", tmp_path / "failed.xyz")
+
+    CountingEMT.calls = 0
+    counts = label_chunk(*paths, ref, tmp_path / "work")
+    assert counts == {"n_input": 4, "n_labelled": 2, "n_failed": 2,
+                      "failures": {"non_finite": 1, "calculator_error": 1}}
+    first_calls = CountingEMT.calls
+    out, failed = read(paths[1]), read(paths[2])
+    assert [a.info["origin"] for a in out] == ["test:0", "test:1"]
+    assert all(ENERGY_KEY in a.info and FORCES_KEY in a.arrays and STRESS_KEY in a.info for a in out)
+    assert [a.info[FAILURE_KEY].split(":")[0] for a in failed] == ["non_finite", "calculator_error"]
+    assert "No EMT-potential for Si" in failed[1].info[FAILURE_KEY]
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+    # Rerun: the two successes come from the cache, only the failures run again.
+    CountingEMT.calls = 0
+    assert label_chunk(*paths, ref, tmp_path / "work") == counts
+    assert 0 < CountingEMT.calls < first_calls
+    again = read(paths[1])
+    np.testing.assert_array_equal(again[0].arrays[FORCES_KEY], out[0].arrays[FORCES_KEY])
+    assert again[0].info["origin"] == "test:0"
+
+    # A changed structure (or different reference settings) is recomputed.
+    frames[0].positions[0, 0] += 0.01
+    ase.io.write(paths[0], frames)
+    CountingEMT.calls = 0
+    label_chunk(*paths, ref, tmp_path / "work")
+    calls_moved = CountingEMT.calls
+    CountingEMT.calls = 0
+    label_chunk(*paths, AseReference(CountingEMT, {"asap_cutoff": True}), tmp_path / "work")
+    assert CountingEMT.calls > calls_moved
+
+
+@pytest.fixture(scope="module")
+def xtb_reference():
+    return make_reference({"kind": "cp2k", "cp2k": {"template": str(XTB)}}, mpi="", tasks=1, cpus_per_task=1)
+
+
+def mtimes(workdir: Path) -> dict[str, int]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in sorted(workdir.glob("struct_*/label.out"))}
+
+
+@needs_cp2k
+def test_label_chunk_cp2k_failures_and_resume(tmp_path, xtb_reference):
+    frames = [water(seed=0), collapsed_water(), water(seed=1)]
+    ase.io.write(tmp_path / "in.xyz", frames)
+    paths = (tmp_path / "in.xyz", tmp_path / "out.xyz", tmp_path / "failed.xyz")
+    work = tmp_path / "work"
+
+    counts = label_chunk(*paths, xtb_reference, work)
+    assert counts == {"n_input": 3, "n_labelled": 2, "n_failed": 1, "failures": {"crashed": 1}}
+    out, failed = read(paths[1]), read(paths[2])
+    assert [a.info["origin"] for a in out] == ["water:0", "water:1"]
+    for atoms in out:
+        assert np.isfinite(atoms.info[ENERGY_KEY]) and atoms.arrays[FORCES_KEY].shape == (3, 3)
+        assert atoms.info[STRESS_KEY].shape == (6,)
+    assert failed[0].info[FAILURE_KEY].startswith("crashed: ")
+    assert "\n" not in failed[0].info[FAILURE_KEY]
+    np.testing.assert_allclose(failed[0].positions, frames[1].positions)
+    assert (work / "struct_0001" / "label.out").is_file()  # kept for diagnosis
+    first = mtimes(work)
+
+    # A rerun does not recompute finished structures (only the failed one).
+    assert label_chunk(*paths, xtb_reference, work) == counts
+    second = mtimes(work)
+    assert second["struct_0000"] == first["struct_0000"] and second["struct_0002"] == first["struct_0002"]
+    assert second["struct_0001"] != first["struct_0001"]
+
+    # A job killed before structure 2 finished: only that one is computed.
+    (work / "struct_0002" / "result.sha256").unlink()
+    label_chunk(*paths, xtb_reference, work)
+    third = mtimes(work)
+    assert third["struct_0000"] == first["struct_0000"] and third["struct_0002"] != first["struct_0002"]
+    np.testing.assert_allclose(read(paths[1])[1].info[ENERGY_KEY], out[1].info[ENERGY_KEY], rtol=0, atol=1e-8)
+
+
+@needs_cp2k
+def test_cp2k_reference_isolated_atom(tmp_path, xtb_reference):
+    assert xtb_reference.isolated_atom_energy("H", tmp_path) == pytest.approx(-10.9235, abs=0.01)
