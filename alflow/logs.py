@@ -6,10 +6,16 @@ import sys
 
 
 def to_file(path: str) -> logging.Logger:
-    """Send logging, warnings and stray stderr output of this process to ``path``."""
+    """Send logging, warnings and stray stderr output of this process to ``path``.
+
+    Third-party libraries log at WARNING and above (cp2k-input-tools' tokenizer
+    is very chatty at INFO); this package's own progress messages at INFO.
+    """
     stream = open(path, "a", buffering=1)
     sys.stderr = stream
-    logging.basicConfig(stream=stream, level=logging.INFO, force=True,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(stream=stream, level=logging.WARNING, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
-    return logging.getLogger("alflow")
+    logger = logging.getLogger("alflow")
+    logger.setLevel(logging.INFO)
+    return logger

@@ -46,11 +46,18 @@ def evaluate(calc, frames: list[Atoms]) -> dict:
     return out
 
 
+HEADLINE = ["iteration", "n_train", "n_valid", "n_new_labels", "n_label_failed",
+            "n_frames", "accurate_ratio", "n_selected", "converged",
+            "energy_rmse_meV_per_atom", "force_rmse_meV_per_A"]
+
+
 def campaign_table(rows: list[dict]) -> pd.DataFrame:
     """One row per iteration, in iteration order, with the headline figures first."""
-    first = ["iteration", "n_train", "n_valid", "n_new_labels", "n_label_failed",
-             "n_frames", "accurate_ratio", "n_selected", "converged",
-             "energy_rmse_meV_per_atom", "force_rmse_meV_per_A"]
     df = pd.DataFrame(rows).sort_values("iteration").reset_index(drop=True)
-    cols = [c for c in first if c in df] + [c for c in df if c not in first]
+    cols = [c for c in HEADLINE if c in df] + [c for c in df if c not in HEADLINE]
     return df[cols]
+
+
+def headline(table: pd.DataFrame) -> pd.DataFrame:
+    """The columns worth printing on a terminal."""
+    return table[[c for c in HEADLINE if c in table]]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from pathlib import Path
@@ -24,6 +26,8 @@ from . import ENERGY_KEY, FAILURE_KEY, FORCES_KEY, STRESS_KEY
 from .cp2k import ATOM_BOX, Cp2kError, Cp2kTemplate, load_template, run_cp2k
 from .cp2k import isolated_atom_energy as cp2k_isolated_atom_energy
 from .io import atomic_path, read_frames, write_frames
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "AseReference",
@@ -300,11 +304,16 @@ def label_chunk(
     failed: list[Atoms] = []
     failures: Counter[str] = Counter()
     for k, atoms in enumerate(frames):
+        start = time.perf_counter()
         try:
             labelled.append(label_cached(reference, atoms, Path(workdir) / f"struct_{k:04d}"))
+            log.info("structure %d/%d labelled in %.1f s", k + 1, len(frames),
+                     time.perf_counter() - start)
         except LabelFailure as exc:
             failed.append(_failed_frame(atoms, exc))
             failures[exc.kind] += 1
+            log.warning("structure %d/%d FAILED (%s): %s", k + 1, len(frames), exc.kind,
+                        exc.message)
     write_frames(out_path, labelled)
     write_frames(failed_path, failed)
     return {

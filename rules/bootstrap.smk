@@ -66,5 +66,7 @@ rule e0s:
         runtime=get_runtime("label"),
     conda:
         "../envs/cp2k.yaml"
+    envmodules:
+        *get_envmodules("label")
     script:
         "../scripts/e0s.py"

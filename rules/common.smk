@@ -56,6 +56,11 @@ def get_runtime(rule):
     return lambda wildcards, attempt: base * attempt
 
 
+def get_envmodules(rule):
+    """Site modules for a rule (config key envmodules, set by cluster profiles)."""
+    return config["envmodules"][rule]
+
+
 def get_chunks(stage):
     return range(alcfg.stage_chunks(config, stage))
 

@@ -22,6 +22,8 @@ rule evaluate:
         runtime=get_runtime("evaluate"),
     conda:
         "../envs/mace.yaml"
+    envmodules:
+        *get_envmodules("evaluate")
     script:
         "../scripts/evaluate.py"
 

@@ -26,5 +26,7 @@ rule label:
         runtime=get_runtime("label"),
     conda:
         "../envs/cp2k.yaml"
+    envmodules:
+        *get_envmodules("label")
     script:
         "../scripts/label.py"

@@ -25,5 +25,7 @@ rule sample:
         runtime=get_runtime("sample"),
     conda:
         "../envs/mace.yaml"
+    envmodules:
+        *get_envmodules("sample")
     script:
         "../scripts/sample.py"

@@ -24,5 +24,7 @@ rule train:
         runtime=get_runtime("train"),
     conda:
         "../envs/mace.yaml"
+    envmodules:
+        *get_envmodules("train")
     script:
         "../scripts/train.py"

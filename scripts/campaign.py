@@ -15,6 +15,6 @@ table = metrics.campaign_table(rows)
 with atomic_path(sm.output.table) as tmp:
     table.to_csv(tmp, index=False)
 with atomic_path(sm.output.text) as tmp:
-    tmp.write_text(table.drop(columns=["member_force_rmse_meV_per_A"], errors="ignore")
-                   .to_string(index=False, float_format=lambda x: f"{x:.4g}") + "\n")
+    tmp.write_text(metrics.headline(table).to_string(index=False, float_format=lambda x: f"{x:.4g}")
+                   + "\n")
 log.info("\n%s", table.to_string())

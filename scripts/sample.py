@@ -1,7 +1,7 @@
 """Run one pack of MD walkers with the committee of the previous iteration."""
 import torch
 
-from alflow import logs, sampling
+from alflow import gpu, logs, sampling
 from alflow.io import read_frames, read_json, write_frames
 from alflow.metrics import load_committee
 from alflow.structures import load_structures
@@ -9,6 +9,8 @@ from alflow.structures import load_structures
 sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])
 s, p, inp = sm.params.sampling, sm.params, sm.input
+device = gpu.resolve_device(s["device"], sm.resources.gpu)
+slots = gpu.pin(sm.resources.gpu, device)  # CUDA_VISIBLE_DEVICES for this job
 it, pack = int(sm.wildcards.it), int(sm.wildcards.p)
 torch.set_num_threads(sm.threads)
 
@@ -29,7 +31,7 @@ if "stats" in inp.keys() and read_json(inp.stats)["converged"]:
     write_frames(sm.output.frames, [])
     write_frames(sm.output.states, starts)
 else:
-    calc = load_committee(inp.models, s["device"], s["dtype"])
+    calc = load_committee(inp.models, device, s["dtype"])
     frames, states = [], []
     for walker, start in zip(mine, starts):
         result = sampling.run_walker(

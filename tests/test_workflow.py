@@ -3,6 +3,7 @@ import json
 import os
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -23,6 +24,9 @@ def test_dry_run_lists_every_job_of_every_iteration(tmp_path):
         "dataset": 5, "train": 5 * 3, "sample": 4 * 4, "select": 4, "evaluate": 5,
         "campaign": 1, "all": 1,
     }
+    for graph in ("--rulegraph", "--dag"):
+        dot = run(wd, graph).stdout
+        assert dot.lstrip().startswith("digraph") and "label" in dot and "train" in dot
 
 
 def test_dry_run_rejects_bad_config_before_any_job(tmp_path):
@@ -88,3 +92,22 @@ def test_emt_campaign_end_to_end_and_reruns(tmp_path):
     assert unchanged and all(before[k] == after[k] for k in unchanged)
     assert after["iter_002/metrics.json"] > before["iter_002/metrics.json"]
     print(f"EMT campaign wall time: {wall:.1f} s")
+
+
+@pytest.mark.slow
+def test_cp2k_xtb_campaign(tmp_path):
+    """A full (tiny) campaign with real CP2K GFN1-xTB labels and E0s."""
+    wd = make_campaign(tmp_path, "xtb")
+    run(wd)
+    res = wd / "results"
+    e0s = json.loads((res / "reference" / "e0s.json").read_text())["e0s"]
+    assert set(e0s) == {"H", "O"} and e0s["O"] < e0s["H"] < 0
+    labelled = read_frames(res / "iter_001" / "label" / "chunk_0.xyz")
+    assert labelled and all(np.isfinite(a.arrays["REF_forces"]).all() for a in labelled)
+    assert all(a.info["REF_stress"].shape == (6,) for a in labelled)
+    # CP2K's own output is kept next to every labelled structure
+    outs = list((res / "iter_001" / "label" / "work_0").glob("*/label.out"))
+    assert outs and "PROGRAM ENDED AT" in outs[0].read_text()
+    table = pd.read_csv(res / "campaign.csv")
+    assert list(table["iteration"]) == [0, 1] and table["force_rmse_meV_per_A"].notna().all()
+    assert table["n_new_labels"].iloc[1] == 4

@@ -1,0 +1,60 @@
+"""Every shipped profile dry-runs on a machine without that cluster, and maps
+each rule's resources as documented."""
+import re
+import subprocess
+
+import pytest
+
+from conftest import REPO
+from workflow import SNAKEMAKE, job_counts
+
+PROFILES = sorted(p.name for p in (REPO / "profiles").iterdir() if (p / "config.yaml").exists())
+
+
+def dry_run(profile, tmp_path):
+    proc = subprocess.run(
+        [SNAKEMAKE, "--profile", f"profiles/{profile}", "-n", "--config",
+         f"results={tmp_path}/results"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def resources_by_rule(out):
+    """{rule: resources line} of the first job of each rule in a dry run."""
+    found = {}
+    for block in out.split("rule ")[1:]:
+        rule = block.split(":", 1)[0].strip()
+        m = re.search(r"^\s+resources: (.*)$", block, re.MULTILINE)
+        if m and rule not in found:
+            found[rule] = m.group(1)
+    return found
+
+
+def test_all_profiles_are_shipped():
+    assert {"local", "hortense", "ugent-tier2", "slurm"} <= set(PROFILES)
+    assert "default" not in PROFILES  # Snakemake would apply it to every run
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profile_dry_runs_the_whole_campaign(profile, tmp_path):
+    counts = job_counts(dry_run(profile, tmp_path))
+    assert counts["train"] == 4 * 2 and counts["sample"] == 3 * 2 and counts["select"] == 3
+    assert counts["label"] == 3 + 2 + 3 * 2  # bootstrap 24/8, test 16/8, 3 x ceil(16/8)
+
+
+def test_hortense_maps_resources(tmp_path):
+    res = resources_by_rule(dry_run("hortense", tmp_path))
+    label, train = res["label"], res["train"]
+    for expected in ("tasks=64", "cpus_per_task=1", "mpi=srun", "slurm_partition=cpu_rome",
+                     "clusters=dodrio", "slurm_account=2025_000", "runtime=120"):
+        assert expected in label, (expected, label)
+    for expected in ("slurm_partition=gpu_rome_a100", "gpu=1", "cpus_per_gpu=12",
+                     "clusters=dodrio", "runtime=240"):
+        assert expected in train, (expected, train)
+    assert "gpu=1" in res["sample"]
+
+
+def test_local_profile_uses_no_cluster(tmp_path):
+    res = resources_by_rule(dry_run("local", tmp_path))
+    assert "slurm_partition" not in res["label"] and "mpi=mpirun" in res["label"]
