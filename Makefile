@@ -6,7 +6,7 @@ PYTHON ?= python3
 SNAKEMAKE = $(VENV)/bin/snakemake
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-fast setup system clean
+.PHONY: demo test test-fast setup venv system clean
 
 demo: setup
 	$(SNAKEMAKE) --profile profiles/local
@@ -18,7 +18,9 @@ test: setup
 test-fast: setup  # unit tests only, no full campaigns
 	$(VENV)/bin/pytest -m "not slow and not slurm"
 
-setup: system $(VENV)/.installed
+setup: system venv
+
+venv: $(VENV)/.installed  # Python packages only (clusters: CP2K comes from a module)
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)

@@ -23,7 +23,7 @@ import numpy as np
 from ase import Atoms
 
 from . import ENERGY_KEY, FAILURE_KEY, FORCES_KEY, STRESS_KEY
-from .cp2k import ATOM_BOX, Cp2kError, Cp2kTemplate, load_template, run_cp2k
+from .cp2k import ATOM_BOX, Cp2kError, Cp2kTemplate, launch_command, load_template, run_cp2k
 from .cp2k import isolated_atom_energy as cp2k_isolated_atom_energy
 from .io import atomic_path, read_frames, write_frames
 
@@ -125,6 +125,12 @@ class Cp2kReference(Reference):
     def settings(self) -> dict[str, Any]:
         return {"kind": "cp2k", "command": self.command, "template": self.template.fingerprint}
 
+    def describe(self) -> str:
+        kw = self.run_kwargs
+        argv = launch_command(kw["command"], kw["mpi"], kw["tasks"])
+        return (f"CP2K template {self.template.path}, run as: {' '.join(argv)} "
+                f"with OMP_NUM_THREADS={kw['cpus_per_task']}")
+
     def _compute(self, atoms: Atoms, workdir: Path) -> dict[str, Any]:
         try:
             return run_cp2k(atoms, self.template, workdir, **self.run_kwargs)
@@ -151,6 +157,9 @@ class AseReference(Reference):
             self.calculator_path = f"{calculator.__module__}.{calculator.__qualname__}"
             self.calculator_class = calculator
         self.kwargs = dict(kwargs or {})
+
+    def describe(self) -> str:
+        return f"ASE calculator {self.calculator_path}(**{self.kwargs})"
 
     @property
     def settings(self) -> dict[str, Any]:

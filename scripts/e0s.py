@@ -11,6 +11,7 @@ e0s = sm.params.reference["e0s"]
 if e0s == "auto":
     ref = make_reference(sm.params.reference, mpi=sm.resources.mpi, tasks=sm.resources.tasks,
                          cpus_per_task=sm.resources.cpus_per_task)
+    log.info("%s", ref.describe())
     e0s = {}
     for symbol in sm.params.elements:
         e0s[symbol] = ref.isolated_atom_energy(symbol, Path(sm.params.workdir) / symbol)

@@ -6,6 +6,7 @@ sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])
 ref = make_reference(sm.params.reference, mpi=sm.resources.mpi, tasks=sm.resources.tasks,
                      cpus_per_task=sm.resources.cpus_per_task)
+log.info("%s", ref.describe())
 counts = label_chunk(sm.input[0], sm.output.labelled, sm.output.failed, ref, sm.params.workdir)
 log.info("labelled %(n_labelled)d of %(n_input)d structures, %(n_failed)d failed", counts)
 if counts["n_failed"]:

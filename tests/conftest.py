@@ -70,3 +70,39 @@ def cu_committee(cu_dataset, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _few_threads(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+
+
+@pytest.fixture(scope="session")
+def slurm_env(tmp_path_factory):
+    """Environment of a running one-node SLURM cluster (tests/slurm/cluster.sh):
+    os.environ + SLURM_CONF + this venv on PATH. Started once per session, or
+    reused from $ALFLOW_SLURM_STATEDIR (then left running)."""
+    import re
+    import subprocess
+    import sys
+
+    if sys.platform != "linux" or os.geteuid() != 0:
+        pytest.skip("the local SLURM test cluster needs root on Linux")
+    cluster_sh = REPO / "tests" / "slurm" / "cluster.sh"
+
+    def cluster(action, statedir):
+        return subprocess.run(["bash", str(cluster_sh), action, str(statedir)],
+                              capture_output=True, text=True, timeout=900, check=False)
+
+    given = os.environ.get("ALFLOW_SLURM_STATEDIR")
+    statedir = Path(given) if given else tmp_path_factory.mktemp("slurm")
+    was_running = bool(given) and cluster("status", statedir).returncode == 0
+    res = cluster("start", statedir)
+    if res.returncode != 0:
+        if not was_running:
+            cluster("stop", statedir)
+        pytest.fail(f"cluster.sh start failed:\n{res.stdout}\n{res.stderr[-6000:]}")
+    m = re.search(r"^export SLURM_CONF=(\S+)$", res.stdout, re.M)
+    assert m, res.stdout
+    env = dict(os.environ, SLURM_CONF=m.group(1))
+    # jobs run with --export=ALL: they must find this interpreter's snakemake
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    yield env
+    if not was_running:
+        res = cluster("stop", statedir)
+        assert res.returncode == 0, res.stderr

@@ -1,0 +1,41 @@
+"""Helpers for tests against the real one-node SLURM cluster of cluster.sh."""
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CLUSTER_SH = HERE / "cluster.sh"
+
+
+def cluster(action: str, statedir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(CLUSTER_SH), action, str(statedir)],
+                          capture_output=True, text=True, timeout=900, check=False)
+
+
+def run_ok(cmd, env, **kw) -> str:
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, **kw)
+    assert res.returncode == 0, f"{cmd} failed:\n{res.stdout}\n{res.stderr}"
+    return res.stdout
+
+
+SACCT_FIELDS = ["JobIDRaw", "Comment", "Partition", "Account", "Timelimit", "State",
+                "ReqCPUS", "AllocTRES"]
+
+
+def sacct(env, *job_ids: str) -> dict[str, dict[str, str]]:
+    out = run_ok(["sacct", "-X", "-P", "-n", "-j", ",".join(job_ids),
+                  "-o", ",".join(SACCT_FIELDS)], env)
+    rows = [dict(zip(SACCT_FIELDS, line.split("|"))) for line in out.splitlines() if line]
+    return {r["JobIDRaw"]: r for r in rows}
+
+
+def scontrol(env, job_id: str) -> dict[str, str]:
+    out = run_ok(["scontrol", "show", "job", "-o", job_id], env)
+    return dict(kv.split("=", 1) for kv in out.split() if "=" in kv)
+
+
+def submitted(log: str) -> list[str]:
+    """SLURM job ids that snakemake reports having submitted, in order."""
+    return re.findall(r"submitted with SLURM jobid (\d+)", log)
