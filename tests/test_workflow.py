@@ -111,3 +111,25 @@ def test_cp2k_xtb_campaign(tmp_path):
     table = pd.read_csv(res / "campaign.csv")
     assert list(table["iteration"]) == [0, 1] and table["force_rmse_meV_per_A"].notna().all()
     assert table["n_new_labels"].iloc[1] == 4
+
+
+@pytest.mark.slow
+def test_converged_campaign_turns_later_iterations_into_no_ops(tmp_path):
+    wd = make_campaign(tmp_path, "emt", iterations=3, convergence={"accurate_ratio": 0.0})
+    counts = job_counts(run(wd, "-n").stdout)
+    assert counts["train"] == 4 * 2 and counts["sample"] == 3 * 2  # all still in the DAG
+    run(wd)
+    res = wd / "results"
+    for i in (1, 2, 3):
+        stats = json.loads((res / f"iter_{i:03d}" / "select" / "stats.json").read_text())
+        assert stats["converged"] and stats["n_selected"] == 0
+        assert all(p.stat().st_size == 0 for p in (res / f"iter_{i:03d}" / "label").glob("chunk_*.xyz"))
+        for m in (0, 1):  # the committee is carried over, not retrained
+            assert (res / f"iter_{i:03d}" / "models" / f"member_{m}.model").read_bytes() == \
+                (res / "iter_000" / "models" / f"member_{m}.model").read_bytes()
+    # iteration 1 still sampled (that is how convergence was measured); later ones did not
+    assert read_frames(res / "iter_001" / "sample" / "pack_0.xyz")
+    assert not read_frames(res / "iter_002" / "sample" / "pack_0.xyz")
+    table = pd.read_csv(res / "campaign.csv")
+    assert table["n_train"].nunique() == 1 and table["converged"].iloc[1:].all()
+    assert "carried over unchanged" in (res / "logs" / "train" / "iter_003_member_0.log").read_text()
