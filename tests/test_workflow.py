@@ -133,3 +133,22 @@ def test_converged_campaign_turns_later_iterations_into_no_ops(tmp_path):
     table = pd.read_csv(res / "campaign.csv")
     assert table["n_train"].nunique() == 1 and table["converged"].iloc[1:].all()
     assert "carried over unchanged" in (res / "logs" / "train" / "iter_003_member_0.log").read_text()
+
+
+@pytest.mark.slow
+def test_user_dataset_and_test_set_replace_bootstrap(tmp_path):
+    from conftest import cu_frames
+    from alflow.io import write_frames
+
+    write_frames(tmp_path / "mine.xyz", cu_frames(10, seed=11))
+    write_frames(tmp_path / "my_test.xyz", cu_frames(3, rattle=0.08, seed=12))
+    wd = make_campaign(tmp_path / "wd", "emt", iterations=0,
+                       bootstrap={"dataset": str(tmp_path / "mine.xyz")},
+                       test_set={"path": str(tmp_path / "my_test.xyz")})
+    counts = job_counts(run(wd, "-n").stdout)
+    assert "bootstrap" not in counts and "test_structures" not in counts and "label" not in counts
+    run(wd)
+    res = wd / "results"
+    summary = json.loads((res / "iter_000" / "dataset" / "summary.json").read_text())
+    assert summary["n_train"] + summary["n_valid"] == 10 and summary["n_label_failed"] == 0
+    assert json.loads((res / "iter_000" / "metrics.json").read_text())["n_structures"] == 3
