@@ -7,10 +7,13 @@ sys.path.insert(0, workflow.basedir)
 
 from alflow import config as alcfg
 
-try:
-    alcfg.check(config)
-except alcfg.ConfigError as exc:
-    raise WorkflowError(f"invalid configuration: {exc}")
+# Check files and the CP2K template once, in the main snakemake process (job
+# processes, e.g. on SLURM nodes, re-read this file and need not redo it).
+if workflow.is_main_process:
+    try:
+        alcfg.check(config)
+    except alcfg.ConfigError as exc:
+        raise WorkflowError(f"invalid configuration: {exc}")
 
 ITERATIONS = config["iterations"]
 MEMBERS = list(range(config["committee"]["size"]))
