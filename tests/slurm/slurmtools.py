@@ -21,7 +21,7 @@ def run_ok(cmd, env, **kw) -> str:
 
 
 SACCT_FIELDS = ["JobIDRaw", "Comment", "Partition", "Account", "Timelimit", "State",
-                "ReqCPUS", "AllocTRES"]
+                "ReqCPUS", "ReqTRES", "AllocTRES"]
 
 
 def sacct(env, *job_ids: str) -> dict[str, dict[str, str]]:

@@ -130,7 +130,10 @@ def test_campaign_through_slurm_survives_a_kill(slurm_env, timeout_run, tmp_path
     for job in jobs["train"]:
         assert (job["Partition"], job["Account"], job["Timelimit"]) == \
             ("gpu", "testacct", "00:15:00"), job
-        assert "gres/gpu=1" in job["AllocTRES"], job
+        assert "gres/gpu=1" in job["ReqTRES"], job  # also for jobs cancelled while pending
+        if job["State"] == "COMPLETED":
+            assert "gres/gpu=1" in job["AllocTRES"], job
+    assert any(j["State"] == "COMPLETED" for j in jobs["train"])
     for job in jobs["sample"]:  # no set-resources: the rule's own runtime (config: 30 min)
         assert (job["Partition"], job["Timelimit"]) == ("cpu", "00:30:00"), job
 
