@@ -465,28 +465,12 @@ SCRATCH_PATTERNS = ("*.wfn", "*.wfn.bak-*", "*.kp", "*.kp.bak-*")
 _OPENMPI_LAUNCHERS = {"mpirun", "mpiexec", "orterun"}
 
 
-def run_cp2k(
-    atoms: Atoms,
-    template: Cp2kTemplate,
-    workdir: str | os.PathLike[str],
-    *,
-    command: str = "cp2k",
-    mpi: str | None = "mpirun",
-    tasks: int = 1,
-    cpus_per_task: int = 1,
-    timeout: float | None = None,
-) -> dict[str, Any]:
-    """Singlepoint of ``atoms`` with CP2K in ``workdir``; see :func:`parse_output`.
-
-    Runs ``{mpi} -n {tasks} {command} -i label.inp -o label.out`` (no launcher
-    when ``mpi`` is empty) with ``OMP_NUM_THREADS={cpus_per_task}``.  Raises
-    :class:`Cp2kError` for any failed calculation; an unusable ``command``
-    raises :class:`OSError`.
-    """
-    text = make_input(template, atoms)
-    return run_input(
-        text, len(atoms), workdir, command=command, mpi=mpi, tasks=tasks, cpus_per_task=cpus_per_task, timeout=timeout
-    )
+def run_cp2k(atoms: Atoms, template: Cp2kTemplate, workdir: str | os.PathLike[str],
+             **run_kwargs: Any) -> dict[str, Any]:
+    """Singlepoint of ``atoms`` with CP2K in ``workdir``: :func:`make_input`,
+    then :func:`run_input` (which takes the launch options ``command``,
+    ``mpi``, ``tasks``, ``cpus_per_task`` and ``timeout``)."""
+    return run_input(make_input(template, atoms), len(atoms), workdir, **run_kwargs)
 
 
 def run_input(
@@ -500,7 +484,13 @@ def run_input(
     cpus_per_task: int = 1,
     timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Run a ready CP2K input in ``workdir`` and parse its output (see :func:`run_cp2k`)."""
+    """Run a ready CP2K input in ``workdir`` and parse its output (:func:`parse_output`).
+
+    Runs ``{mpi} -n {tasks} {command} -i label.inp -o label.out`` (no launcher
+    when ``mpi`` is empty) with ``OMP_NUM_THREADS={cpus_per_task}``.  Raises
+    :class:`Cp2kError` for any failed calculation; an unusable ``command``
+    raises :class:`OSError`.
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / INPUT_NAME).write_text(input_text)
