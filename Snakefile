@@ -19,6 +19,7 @@ include: "rules/dataset.smk"
 include: "rules/train.smk"
 include: "rules/sample.smk"
 include: "rules/select.smk"
+include: "rules/calibrate.smk"
 include: "rules/evaluate.smk"
 
 

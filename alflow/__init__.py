@@ -16,3 +16,10 @@ DEVIATION_KEY = "committee_force_dev"  # max over atoms of the committee force s
 
 # Why a structure could not be labelled (Atoms.info of frames in failed_*.xyz).
 FAILURE_KEY = "label_failure"
+
+# Written by the sample step on every saved frame: the committee-mean forces
+# (Atoms.arrays, eV/Angstrom), compared with the reference labels afterwards to
+# check how well the deviation predicted the real error; and, for the `fps`
+# strategy, a per-structure MACE descriptor (Atoms.info, 1D array).
+COMMITTEE_FORCES_KEY = "committee_forces"
+DESCRIPTOR_KEY = "mace_descriptor"

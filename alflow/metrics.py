@@ -46,9 +46,32 @@ def evaluate(calc, frames: list[Atoms]) -> dict:
     return out
 
 
-HEADLINE = ["iteration", "n_train", "n_valid", "n_new_labels", "n_label_failed",
-            "n_frames", "accurate_ratio", "n_selected", "converged",
-            "energy_rmse_meV_per_atom", "force_rmse_meV_per_A"]
+HEADLINE = ["iteration", "n_labels", "n_new_labels", "n_label_failed", "n_frames",
+            "walkers_stopped", "accurate_ratio", "trust_lo", "trust_hi", "calib_spearman",
+            "calib_error", "converged", "energy_rmse_meV_per_atom", "force_rmse_meV_per_A"]
+
+STATS_COLUMNS = ("n_frames", "accurate_ratio", "n_selected", "n_selected_random",
+                 "n_past_hi_selected", "n_walkers", "n_walkers_restarted", "walker_steps_mean",
+                 "trust_lo", "trust_hi", "converged")
+
+
+def campaign_row(iteration: int, dataset: dict, metrics: dict, stats: dict | None = None,
+                 calibration: dict | None = None) -> dict:
+    """One iteration's row of the campaign table, from its small JSON products.
+
+    ``calib_spearman``/``calib_error``: rank correlation between the deviation
+    of the committee that chose this iteration's frames and its true max force
+    error on them, and the mean of that error (eV/Å).
+    """
+    stats, calibration = stats or {}, calibration or {}
+    row = {"iteration": iteration, **dataset,
+           "n_labels": dataset.get("n_train", 0) + dataset.get("n_valid", 0)}
+    row |= {k: stats.get(k) for k in STATS_COLUMNS}
+    row["walkers_stopped"] = stats.get("n_walkers_stopped_early")
+    row["calib_spearman"] = calibration.get("spearman")
+    row["calib_error"] = calibration.get("mean_true_error")
+    row["calib_share_above_lo"] = calibration.get("share_above_trust_lo")
+    return row | metrics
 
 
 def campaign_table(rows: list[dict]) -> pd.DataFrame:

@@ -2,8 +2,9 @@
 
 A walker is one MD trajectory at one thermodynamic condition. Walkers are
 grouped into packs; one process runs a pack and loads the committee once.
-Each iteration a walker continues from its last trusted state of the
-previous iteration (positions, cell and momenta).
+Where a walker starts each iteration is decided by :func:`plan_starts`:
+its last trusted state of the previous iteration (positions, cell and
+momenta) when it ran long enough, else a trusted frame with fresh velocities.
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from ase.md.langevinbaoab import LangevinBAOAB
 from ase.constraints import FixCom
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
-from . import DEVIATION_KEY
+from . import COMMITTEE_FORCES_KEY, DESCRIPTOR_KEY, DEVIATION_KEY
+
+STOP_KEY = "stop"  # Atoms.info of the frame where a walker stopped: the reason
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,17 @@ def force_deviation(forces_comm: np.ndarray) -> float:
     return float(per_atom.max()) if np.all(np.isfinite(per_atom)) else float("nan")
 
 
+def structure_descriptor(calc, atoms: Atoms, species: list[int]) -> np.ndarray:
+    """A per-structure MACE descriptor: the first committee member's invariant
+    node features (mace-torch's ``get_descriptors``) averaged over the atoms of
+    each element in ``species`` (atomic numbers), concatenated."""
+    desc = calc.get_descriptors(atoms, invariants_only=True)
+    desc = np.asarray(desc[0] if isinstance(desc, list) else desc)
+    parts = [desc[atoms.numbers == z].mean(axis=0) if np.any(atoms.numbers == z)
+             else np.zeros(desc.shape[1]) for z in species]
+    return np.concatenate(parts)
+
+
 def committee_deviation(calc) -> float:
     """Force deviation from a calculator's last results.
 
@@ -73,6 +87,60 @@ def committee_deviation(calc) -> float:
     return 0.0 if comm is None else force_deviation(comm)
 
 
+START_POLICIES = ("auto", "continue", "initial")
+
+
+def fresh(atoms: Atoms) -> Atoms:
+    """A clean copy to start a walker from: no momenta (the walker draws fresh
+    Maxwell-Boltzmann velocities), no labels, no calculator."""
+    return Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+
+
+def plan_starts(walkers: list[Walker], *, policy: str, initial: list[Atoms],
+                previous: dict[int, tuple[Atoms, dict]] | None, trusted: list[Atoms],
+                steps: int, min_run_fraction: float, seed: int) -> list[tuple[Atoms, str]]:
+    """Where each walker starts this iteration, and a note saying why.
+
+    ``previous`` maps a walker's index to its last trusted state and its record
+    (:func:`explore`) of the previous iteration (None in iteration 1).
+    Policies:
+
+      * ``initial``: every walker from its initial structure, fresh velocities
+        (DP-GEN's way; also what iteration 1 does under every policy).
+      * ``continue``: every walker from its last trusted state.
+      * ``auto``: continue when the walker's last segment of the previous
+        iteration completed or ran at least ``min_run_fraction`` of ``steps``
+        (:func:`explore`); otherwise restart it from a trusted frame
+        (``trusted``: the initial structures and the labelled dataset), drawn
+        with a seeded generator, with fresh velocities. A walker that stalled at
+        the edge of what the committee knows would stall there again.
+    """
+    if policy not in START_POLICIES:
+        raise ValueError(f"unknown start policy {policy!r} (one of {', '.join(START_POLICIES)})")
+    starts = []
+    for w in walkers:
+        if previous is None or policy == "initial":
+            starts.append((fresh(initial[w.structure % len(initial)]), f"initial:{w.structure}"))
+            continue
+        if w.index not in previous:
+            raise ValueError(f"no previous state of walker {w.index}: was the sampling grid "
+                             "changed mid-campaign?")
+        state, record = previous[w.index]
+        ran = record.get("last_segment_steps", record.get("steps", steps))
+        if (policy == "continue" or record.get("stop_reason") == "completed"
+                or ran >= min_run_fraction * steps):
+            starts.append((state, "continue"))
+            continue
+        starts.append(restart_point(trusted, np.random.default_rng([seed, w.index])))
+    return starts
+
+
+def restart_point(trusted: list[Atoms], rng) -> tuple[Atoms, str]:
+    """A trusted frame drawn with ``rng``, cleaned by :func:`fresh`, and a note naming it."""
+    pick = trusted[int(rng.integers(len(trusted)))]
+    return fresh(pick), f"restart:{pick.info.get('origin', 'initial')}"
+
+
 @dataclass
 class WalkerResult:
     frames: list[Atoms]  # saved frames, each with info[DEVIATION_KEY]
@@ -81,15 +149,61 @@ class WalkerResult:
     stop_reason: str  # "completed", "deviation", "non_finite"
 
 
+@dataclass
+class Exploration:
+    frames: list[Atoms]
+    state: Atoms  # last trusted state of the last segment
+    record: dict  # what the walker did this iteration (walkers_{p}.json)
+
+
+def explore(start: Atoms, calc, walker: Walker, *, start_note: str, steps: int,
+            trusted: list[Atoms], max_restarts: int, seed: int,
+            progress: Callable[[str], None] = log.info, **md) -> Exploration:
+    """Spend a walker's ``steps`` for this iteration, restarting it when it stops early.
+
+    A walker that stops (deviation past trust_hi, non-finite forces) before its
+    steps are spent restarts, at most ``max_restarts`` times, from a trusted
+    frame drawn with a seeded generator (``trusted``: initial structures and
+    labelled data) with fresh velocities, for the steps it has left. Each
+    segment is recorded; frames are numbered across segments.
+    """
+    rng = np.random.default_rng([seed, 1])
+    frames: list[Atoms] = []
+    segments = []
+    done, note, current = 0, start_note, start
+    for segment in range(max_restarts + 1):
+        res = run_walker(current, calc, walker, steps=steps - done, seed=seed + 7919 * segment,
+                         first_step=done, progress=progress, **md)
+        frames += res.frames
+        segments.append({"start": note, "steps": res.steps_done, "stop_reason": res.stop_reason})
+        done += res.steps_done + (res.stop_reason != "completed")  # a stop costs a step
+        if res.stop_reason == "completed" or done >= steps or segment == max_restarts:
+            break
+        current, note = restart_point(trusted, rng)
+    devs = [a.info[DEVIATION_KEY] for a in frames if np.isfinite(a.info.get(DEVIATION_KEY, np.nan))]
+    record = {
+        "walker": walker.index, "temperature": walker.temperature, "pressure": walker.pressure,
+        "start": start_note, "steps": sum(s["steps"] for s in segments),
+        "stop_reason": segments[-1]["stop_reason"],
+        "stopped_early": any(s["stop_reason"] != "completed" for s in segments),
+        "restarts": len(segments) - 1, "last_segment_steps": segments[-1]["steps"],
+        "segments": segments, "n_frames": len(frames), "max_deviation": max(devs, default=None),
+    }
+    return Exploration(frames, res.state, record)
+
+
 def run_walker(atoms: Atoms, calc, walker: Walker, *, steps: int, timestep_fs: float,
                save_every: int, friction: float, trust_hi: float, seed: int,
+               describe: Callable[[Atoms], np.ndarray] | None = None, first_step: int = 0,
                progress: Callable[[str], None] = log.info) -> WalkerResult:
     """Run one walker and record frames with their committee deviation.
 
-    The walker stops early when the deviation reaches ``trust_hi`` or the
-    forces become non-finite; that last frame is kept in ``frames`` (it
-    counts as failed in the selection statistics) but the state to continue
-    from is the last frame below ``trust_hi``.
+    Saved frames carry the deviation, the committee-mean forces and, when
+    ``describe`` is given, its descriptor of the structure. The walker stops
+    early when the deviation reaches ``trust_hi`` or the forces become
+    non-finite; that last frame is kept in ``frames`` (it counts as failed in
+    the selection statistics) but the state to continue from is the last
+    frame below ``trust_hi``. Frames are numbered from ``first_step``.
     """
     atoms = atoms.copy()
     atoms.calc = calc
@@ -99,18 +213,25 @@ def run_walker(atoms: Atoms, calc, walker: Walker, *, steps: int, timestep_fs: f
         Stationary(atoms)
     dyn = _integrator(atoms, walker, timestep_fs, friction, rng)
     frames: list[Atoms] = []
-    state = _snapshot(atoms, walker, 0, None)
+    state = _snapshot(atoms, walker, first_step, None)
     reason = "completed"
     step = 0
     for step, _ in enumerate(dyn.irun(steps)):
         dev = committee_deviation(calc)
         trusted = np.isfinite(dev) and dev < trust_hi
         if step % save_every == 0 or not trusted:
-            frames.append(_snapshot(atoms, walker, step, dev))
+            frame = _snapshot(atoms, walker, first_step + step, dev)
+            forces = calc.results.get("forces")
+            if forces is not None:
+                frame.arrays[COMMITTEE_FORCES_KEY] = np.array(forces, dtype=float)
+            if describe is not None and np.isfinite(dev):
+                frame.info[DESCRIPTOR_KEY] = describe(atoms)
+            frames.append(frame)
         if not trusted:
             reason = "deviation" if np.isfinite(dev) else "non_finite"
+            frames[-1].info[STOP_KEY] = reason  # where the committee broke down
             break
-        state = _snapshot(atoms, walker, step, dev)
+        state = _snapshot(atoms, walker, first_step + step, dev)
     progress(f"walker {walker.index} (T={walker.temperature:g} K"
              f"{'' if walker.pressure is None else f', P={walker.pressure:g} GPa'}): "
              f"{step} steps, {len(frames)} frames, stop: {reason}")

@@ -2,7 +2,14 @@
 
 A frame is *accurate* when its committee force deviation is below ``lo``,
 a *candidate* when ``lo <= dev < hi`` and *failed* when ``dev >= hi`` or the
-deviation is not finite. At most ``max_selected`` candidates are labelled.
+deviation is not finite. At most ``max_selected`` frames are labelled.
+
+The trust levels are either fixed or *adaptive* (:func:`trust_levels`, in the
+spirit of dpgen2's adaptive lower level). Optionally, the frame where a walker
+stopped past ``hi`` is labelled too when it is physically sane
+(:func:`is_sane`): it lies exactly where the committee broke down. A share of the budget may be
+picked uniformly at random (the built-in control arm, tagged ``selected_by =
+"random"``).
 """
 from __future__ import annotations
 
@@ -11,10 +18,15 @@ from collections import defaultdict
 
 import numpy as np
 from ase import Atoms
+from ase.data import covalent_radii
+from ase.neighborlist import neighbor_list
 
-from . import DEVIATION_KEY
+from . import DESCRIPTOR_KEY, DEVIATION_KEY
 
 ACCURATE, CANDIDATE, FAILED = "accurate", "candidate", "failed"
+STRATEGIES = ("balanced", "max_deviation", "fps", "random")
+SELECTED_BY = "selected_by"  # Atoms.info: "random" (control arm) or the strategy's name
+PAST_HI = "past_hi"  # Atoms.info: True on a selected frame where a walker stopped past trust_hi
 
 
 def classify(dev: float, lo: float, hi: float) -> str:
@@ -23,28 +35,118 @@ def classify(dev: float, lo: float, hi: float) -> str:
     return CANDIDATE if dev >= lo else ACCURATE
 
 
-def select(frames: list[Atoms], lo: float, hi: float, max_selected: int,
-           strategy: str = "balanced") -> tuple[list[Atoms], dict]:
-    """Pick frames to label; returns (selected, stats).
+def deviation(atoms: Atoms) -> float:
+    return float(atoms.info.get(DEVIATION_KEY, np.nan))
 
-    ``strategy``:
-      * ``max_deviation``: the candidates with the highest deviation.
-      * ``balanced``: round-robin over walkers, each walker's candidates by
-        decreasing deviation, so one runaway walker cannot fill the quota and
-        the selection covers every thermodynamic condition that produced
-        candidates (a cheap diversity criterion).
+
+def trust_levels(devs, lo: float, hi: float, mode: str = "fixed",
+                 candidate_fraction: float = 0.25, hi_factor: float = 4.0) -> tuple[float, float]:
+    """The (lo, hi) trust levels used for one iteration.
+
+    ``fixed``: the configured levels. ``adaptive``: ``lo`` is the deviation
+    above which the top ``candidate_fraction`` of this iteration's trusted
+    frames (finite deviation below the configured ``hi``) lie, never below the
+    configured ``lo`` (the floor); ``hi`` is ``hi_factor * lo``, never above the
+    configured ``hi`` (the cap). As the committee improves its deviations
+    shrink, the levels follow it down to the floor, and the accurate share
+    (hence convergence) is measured against the floor.
     """
     if not 0 <= lo < hi:
         raise ValueError(f"trust levels must satisfy 0 <= lo < hi, got lo={lo}, hi={hi}")
-    classes = [classify(float(a.info.get(DEVIATION_KEY, np.nan)), lo, hi) for a in frames]
+    if mode == "fixed":
+        return lo, hi
+    if mode != "adaptive":
+        raise ValueError(f"unknown trust mode {mode!r} (fixed or adaptive)")
+    devs = np.asarray([d for d in devs if math.isfinite(d) and d < hi], dtype=float)
+    if devs.size == 0:
+        return lo, hi
+    level = float(np.quantile(devs, 1.0 - candidate_fraction))
+    new_lo = min(max(lo, level), hi)
+    new_hi = min(hi, max(hi_factor * new_lo, new_lo))
+    if new_hi <= new_lo:  # the quantile reached the cap: keep a non-empty candidate band
+        new_lo = lo if lo < new_hi else 0.5 * new_hi
+    return new_lo, new_hi
+
+
+def is_sane(atoms: Atoms, min_distance_fraction: float) -> bool:
+    """No two atoms closer than ``min_distance_fraction`` x the sum of their
+    covalent radii (a bond squeezed to that share of its usual length)."""
+    if len(atoms) < 2:
+        return True
+    radii = covalent_radii[atoms.numbers]
+    cutoff = min_distance_fraction * 2 * float(radii.max())
+    i, j, d = neighbor_list("ijd", atoms, cutoff)
+    return bool(np.all(d >= min_distance_fraction * (radii[i] + radii[j])))
+
+
+def first_past_hi(frames: list[Atoms], hi: float, min_distance_fraction: float) -> list[Atoms]:
+    """The frames where a walker stopped because its deviation reached the
+    upper level (``info['stop']``, set by the sampler; one per walker and
+    restart), when the deviation is finite, at least ``hi``, and the geometry
+    sane (:func:`is_sane`). Non-finite deviations mean non-finite forces:
+    never labelled this way."""
+    out = []
+    for atoms in frames:
+        dev = deviation(atoms)
+        if (atoms.info.get("stop") == "deviation" and math.isfinite(dev) and dev >= hi
+                and is_sane(atoms, min_distance_fraction)):
+            out.append(atoms)
+    return out
+
+
+def select(frames: list[Atoms], lo: float, hi: float, max_selected: int,
+           strategy: str = "balanced", *, seed: int = 0, random_fraction: float = 0.0,
+           label_past_hi: bool = False, min_distance_fraction: float = 0.6,
+           ) -> tuple[list[Atoms], dict]:
+    """Pick frames to label; returns (selected, stats).
+
+    First ``round(random_fraction * max_selected)`` frames are drawn uniformly
+    from all sampled frames (the control arm). The rest of the budget goes to
+    ``strategy``:
+
+      * ``balanced``: round-robin over walkers, each walker's candidates by
+        decreasing deviation (diversity across thermodynamic conditions).
+      * ``max_deviation``: the candidates with the highest deviation.
+      * ``fps``: farthest-point sampling among the candidates on their MACE
+        descriptors (``info[DESCRIPTOR_KEY]``), from a seeded random start.
+      * ``random``: uniform over all sampled frames, deviation ignored.
+
+    With ``label_past_hi`` the sane frames where walkers stopped past ``hi``
+    join the candidates. Selected frames carry ``info[SELECTED_BY]``.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown selection strategy {strategy!r} (one of {', '.join(STRATEGIES)})")
+    if not 0 <= lo < hi:
+        raise ValueError(f"trust levels must satisfy 0 <= lo < hi, got lo={lo}, hi={hi}")
+    rng = np.random.default_rng(seed)
+    classes = [classify(deviation(a), lo, hi) for a in frames]
     candidates = [a for a, c in zip(frames, classes) if c == CANDIDATE]
-    by_dev = sorted(candidates, key=lambda a: -a.info[DEVIATION_KEY])
-    if strategy == "max_deviation":
-        chosen = by_dev[:max_selected]
-    elif strategy == "balanced":
-        chosen = _round_robin(by_dev, max_selected)
+    past_hi = first_past_hi(frames, hi, min_distance_fraction) if label_past_hi else []
+    for atoms in past_hi:
+        atoms.info[PAST_HI] = True
+
+    n_random = min(len(frames), round(random_fraction * max_selected))
+    control = _uniform(frames, n_random, rng)
+    taken = {id(a) for a in control}
+    budget = max_selected - len(control)
+    if strategy == "random":
+        picked = _uniform([a for a in frames if id(a) not in taken], budget, rng)
     else:
-        raise ValueError(f"unknown selection strategy {strategy!r}")
+        pool = [a for a in candidates + past_hi if id(a) not in taken]
+        by_dev = sorted(pool, key=lambda a: -deviation(a))
+        if strategy == "max_deviation":
+            picked = by_dev[:budget]
+        elif strategy == "balanced":
+            picked = _round_robin(by_dev, budget)
+        else:
+            picked = farthest_point_sampling(
+                [_descriptor(a) for a in pool], budget, rng) if pool else []
+            picked = [pool[k] for k in picked]
+    for atoms in control:
+        atoms.info[SELECTED_BY] = "random"
+    for atoms in picked:
+        atoms.info[SELECTED_BY] = strategy
+    chosen = control + picked
     counts = {c: classes.count(c) for c in (ACCURATE, CANDIDATE, FAILED)}
     n = len(frames)
     stats = {
@@ -54,20 +156,59 @@ def select(frames: list[Atoms], lo: float, hi: float, max_selected: int,
         "n_failed": counts[FAILED],
         "accurate_ratio": counts[ACCURATE] / n if n else None,
         "n_selected": len(chosen),
-        "selected_deviation_min": min((a.info[DEVIATION_KEY] for a in chosen), default=None),
-        "selected_deviation_max": max((a.info[DEVIATION_KEY] for a in chosen), default=None),
+        "n_selected_random": len(control),
+        "n_past_hi_sane": len(past_hi),
+        "n_past_hi_selected": sum(1 for a in chosen if a.info.get(PAST_HI)),
+        "selected_deviation_min": min((deviation(a) for a in chosen), default=None),
+        "selected_deviation_max": max((deviation(a) for a in chosen), default=None),
         "trust_lo": lo,
         "trust_hi": hi,
         "strategy": strategy,
     }
+    chosen_ids = {id(a) for a in chosen}
+    for atoms in past_hi:
+        if id(atoms) not in chosen_ids:
+            del atoms.info[PAST_HI]
     return chosen, stats
+
+
+def _uniform(frames: list[Atoms], k: int, rng) -> list[Atoms]:
+    if k <= 0 or not frames:
+        return []
+    idx = rng.choice(len(frames), size=min(k, len(frames)), replace=False)
+    return [frames[i] for i in sorted(idx)]
+
+
+def _descriptor(atoms: Atoms) -> np.ndarray:
+    if DESCRIPTOR_KEY not in atoms.info:
+        raise ValueError(f"strategy 'fps' needs info['{DESCRIPTOR_KEY}'] on every frame; the "
+                         "sample step stores it when selection.strategy is fps")
+    return np.asarray(atoms.info[DESCRIPTOR_KEY], dtype=float).ravel()
+
+
+def farthest_point_sampling(points, k: int, rng) -> list[int]:
+    """Indices of ``k`` points picked greedily, each the farthest (Euclidean)
+    from those already picked; the first one at random from ``rng``."""
+    x = np.asarray(points, dtype=float)
+    n = len(x)
+    if k <= 0 or n == 0:
+        return []
+    chosen = [int(rng.integers(n))]
+    dist = np.linalg.norm(x - x[chosen[0]], axis=1)
+    dist[chosen[0]] = -1.0  # never picked twice, even among identical points
+    while len(chosen) < min(k, n):
+        nxt = int(np.argmax(dist))
+        chosen.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(x - x[nxt], axis=1))
+        dist[chosen] = -1.0
+    return chosen
 
 
 def _round_robin(by_dev: list[Atoms], limit: int) -> list[Atoms]:
     queues: dict = defaultdict(list)
     for atoms in by_dev:
         queues[atoms.info.get("walker", 0)].append(atoms)
-    order = sorted(queues, key=lambda w: -queues[w][0].info[DEVIATION_KEY])
+    order = sorted(queues, key=lambda w: -deviation(queues[w][0]))
     chosen: list[Atoms] = []
     depth = 0
     while len(chosen) < limit and any(len(q) > depth for q in queues.values()):

@@ -24,26 +24,69 @@ rule bootstrap:
         "../scripts/perturb.py"
 
 
-rule test_structures:
-    input:
-        config["structures"],
-    output:
-        [res(f"test/structures/chunk_{c}.xyz") for c in get_chunks("test")],
-    params:
-        n=config["test_set"]["n_structures"],
-        rattle=config["test_set"]["rattle"],
-        strain=config["test_set"]["strain"],
-        seed=config["seed"] + 7919,
-        tag="test",
-    log:
-        logpath("test_structures.log"),
-    benchmark:
-        benchpath("test_structures.tsv")
-    localrule: True
-    conda:
-        "../envs/python.yaml"
-    script:
-        "../scripts/perturb.py"
+# The held-out test set (unless test_set.path gives one): unlabelled structures
+# in test/structures, labelled by the label rule like everything else. Only one
+# of the two rules making them exists, chosen by test_set.source.
+TEST_SOURCE = config["test_set"]["source"]
+
+if TEST_SOURCE == "reference_md":
+
+    # Decorrelated frames of short NVT MD with the reference itself at the
+    # sampling temperatures; runs the reference, hence the label resources.
+    rule test_md:
+        input:
+            config["structures"],
+        output:
+            [res(f"test/structures/chunk_{c}.xyz") for c in get_chunks("test")],
+        params:
+            reference=config["reference"],
+            temperatures=config["sampling"]["temperatures"],
+            n=config["test_set"]["n_structures"],
+            md=config["test_set"]["md"],
+            seed=config["seed"] + 7919,
+            workdir=res("test/md_work"),
+        log:
+            logpath("test_md.log"),
+        benchmark:
+            benchpath("test_md.tsv")
+        threads: get_resource("label", "tasks") * get_resource("label", "cpus_per_task")
+        resources:
+            tasks=get_resource("label", "tasks"),
+            cpus_per_task=get_resource("label", "cpus_per_task"),
+            mpi=get_resource("label", "mpi"),
+            mem_mb=get_resource("label", "mem_mb"),
+            runtime=get_runtime("label"),
+        conda:
+            "../envs/cp2k.yaml"
+        envmodules:
+            *get_envmodules("label")
+        script:
+            "../scripts/test_md.py"
+
+else:
+
+    # Randomly perturbed copies of the initial structures (other seed than
+    # the bootstrap).
+    rule test_structures:
+        input:
+            config["structures"],
+        output:
+            [res(f"test/structures/chunk_{c}.xyz") for c in get_chunks("test")],
+        params:
+            n=config["test_set"]["n_structures"],
+            rattle=config["test_set"]["rattle"],
+            strain=config["test_set"]["strain"],
+            seed=config["seed"] + 7919,
+            tag="test",
+        log:
+            logpath("test_structures.log"),
+        benchmark:
+            benchpath("test_structures.tsv")
+        localrule: True
+        conda:
+            "../envs/python.yaml"
+        script:
+            "../scripts/perturb.py"
 
 
 rule e0s:

@@ -110,19 +110,28 @@ def get_train_input(wildcards):
 
 
 def get_sample_input(wildcards):
+    """The committee of i-1; from iteration 2 on each walker's last state and
+    record, and the labelled dataset (trusted frames to restart walkers from)."""
     i = int(wildcards.it)
-    files = {"models": get_models(i - 1)}
-    if i == 1:
-        files["states"] = config["structures"]
-    else:
-        files["states"] = f"{iter_dir(i - 1)}/sample/states_{wildcards.p}.xyz"
-        files["stats"] = f"{iter_dir(i - 1)}/select/stats.json"
+    prev = iter_dir(i - 1)
+    files = {
+        "models": get_models(i - 1),
+        "structures": config["structures"],
+        "dataset": f"{prev}/dataset/train.xyz",
+    }
+    if i > 1:
+        files["states"] = f"{prev}/sample/states_{wildcards.p}.xyz"
+        files["records"] = f"{prev}/sample/walkers_{wildcards.p}.json"
+        files["stats"] = f"{prev}/select/stats.json"
     return files
 
 
 def get_select_input(wildcards):
     i = int(wildcards.it)
-    files = {"packs": [f"{iter_dir(i)}/sample/pack_{p}.xyz" for p in range(N_PACKS)]}
+    files = {
+        "packs": [f"{iter_dir(i)}/sample/pack_{p}.xyz" for p in range(N_PACKS)],
+        "records": [f"{iter_dir(i)}/sample/walkers_{p}.json" for p in range(N_PACKS)],
+    }
     if i > 1:
         files["stats"] = f"{iter_dir(i - 1)}/select/stats.json"
     return files
@@ -138,6 +147,7 @@ def get_campaign_input():
         "metrics": [f"{iter_dir(i)}/metrics.json" for i in its],
         "datasets": [f"{iter_dir(i)}/dataset/summary.json" for i in its],
         "stats": [f"{iter_dir(i)}/select/stats.json" for i in its if i > 0],
+        "calibration": [f"{iter_dir(i)}/calibration.json" for i in its if i > 0],
     }
 
 

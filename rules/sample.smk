@@ -8,9 +8,12 @@ rule sample:
     output:
         frames=res("iter_{it}/sample/pack_{p}.xyz"),
         states=res("iter_{it}/sample/states_{p}.xyz"),
+        records=res("iter_{it}/sample/walkers_{p}.json"),
     params:
         sampling=config["sampling"],
         trust_hi=config["selection"]["trust_hi"],
+        descriptors=config["selection"]["strategy"] == "fps",
+        elements=ELEMENTS,
         convergence=CONVERGENCE,
         n_packs=N_PACKS,
         seed=config["seed"],

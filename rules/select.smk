@@ -11,6 +11,7 @@ rule select:
     params:
         selection=config["selection"],
         convergence=CONVERGENCE,
+        seed=config["seed"],
     log:
         logpath("select/iter_{it}.log"),
     benchmark:

@@ -5,12 +5,10 @@ from alflow.io import atomic_path, read_json
 sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])
 inp = sm.input
-stats = {0: {}} | {i + 1: read_json(path) for i, path in enumerate(inp.stats)}
-rows = []
-for i, (m, d) in enumerate(zip(inp.metrics, inp.datasets)):
-    s = stats[i]
-    rows.append({"iteration": i, **read_json(d), **{k: s.get(k) for k in (
-        "n_frames", "accurate_ratio", "n_selected", "converged")}, **read_json(m)})
+later = {i + 1: (read_json(s), read_json(c)) for i, (s, c) in
+         enumerate(zip(inp.stats, inp.calibration))}
+rows = [metrics.campaign_row(i, read_json(d), read_json(m), *later.get(i, ()))
+        for i, (m, d) in enumerate(zip(inp.metrics, inp.datasets))]
 table = metrics.campaign_table(rows)
 with atomic_path(sm.output.table) as tmp:
     table.to_csv(tmp, index=False)

@@ -1,6 +1,10 @@
 """Run one pack of MD walkers with the committee of the previous iteration."""
+import time
+
+from ase.data import atomic_numbers
+
 from alflow import gpu, logs, sampling
-from alflow.io import read_frames, read_json, write_frames
+from alflow.io import read_frames, read_json, write_frames, write_json
 from alflow.metrics import load_committee
 from alflow.structures import load_structures
 
@@ -11,33 +15,52 @@ device = gpu.resolve_device(s["device"], sm.resources.gpu)
 slots = gpu.pin(sm.resources.gpu, device)  # CUDA_VISIBLE_DEVICES for this job
 it, pack = int(sm.wildcards.it), int(sm.wildcards.p)
 
-# iteration 1 starts from the initial structures, later ones from each
-# walker's last trusted state of the previous iteration (one frame per walker)
-initial = load_structures(inp.states) if it == 1 else None
+initial = load_structures(inp.structures)
 walkers = sampling.make_walkers(s["temperatures"], s["pressures"], s["walkers_per_condition"],
-                                len(initial) if initial else 1)
+                                len(initial))
 mine = sampling.pack_walkers(walkers, p.n_packs, pack)
-starts = [initial[w.structure] for w in mine] if initial else read_frames(inp.states)
-if len(starts) != len(mine):
-    raise ValueError(f"{inp.states} holds {len(starts)} walker states, pack {pack} has "
-                     f"{len(mine)} walkers: was the sampling grid changed mid-campaign?")
+previous = None
+if it > 1:  # each walker's last trusted state and what it did last iteration
+    states = read_frames(inp.states)
+    records = read_json(inp.records)["walkers"]
+    if len(states) != len(mine) or len(records) != len(mine):
+        raise ValueError(f"{inp.states} holds {len(states)} walker states, pack {pack} has "
+                         f"{len(mine)} walkers: was the sampling grid changed mid-campaign?")
+    previous = {r["walker"]: (st, r) for st, r in zip(states, records)}
 
 if "stats" in inp.keys() and read_json(inp.stats)["converged"]:
     log.info("campaign converged: no sampling, walker states carried over")
     write_frames(sm.output.frames, [])
-    write_frames(sm.output.states, starts)
+    write_frames(sm.output.states, [previous[w.index][0] for w in mine])
+    write_json(sm.output.records, {"walkers": [
+        {**previous[w.index][1], "start": "converged", "steps": 0, "n_frames": 0,
+         "stopped_early": False, "restarts": 0, "segments": []}
+        for w in mine]})
 else:
     import torch  # only here: a converged (no-op) iteration need not pay for it
 
     torch.set_num_threads(sm.threads)
+    # trusted frames to restart stalled walkers from: the initial structures and,
+    # every labelled training frame so far
+    trusted = initial + read_frames(inp.dataset)
+    starts = sampling.plan_starts(
+        mine, policy=s["start"], initial=initial, previous=previous, trusted=trusted,
+        steps=s["steps"], min_run_fraction=s["min_run_fraction"], seed=p.seed * 100003 + it)
     calc = load_committee(inp.models, device, s["dtype"])
-    frames, states = [], []
-    for walker, start in zip(mine, starts):
-        result = sampling.run_walker(
-            start, calc, walker, steps=s["steps"], timestep_fs=s["timestep_fs"],
-            save_every=s["save_every"], friction=s["friction"], trust_hi=p.trust_hi,
-            seed=p.seed * 100003 + it * 1009 + walker.index, progress=log.info)
-        frames += result.frames
-        states.append(result.state)
+    species = sorted(atomic_numbers[e] for e in p.elements)
+    describe = ((lambda atoms: sampling.structure_descriptor(calc, atoms, species))
+                if p.descriptors else None)
+    frames, states, records = [], [], []
+    for walker, (start, why) in zip(mine, starts):
+        t0 = time.time()
+        run = sampling.explore(
+            start, calc, walker, start_note=why, steps=s["steps"], trusted=trusted,
+            max_restarts=s["max_restarts"], seed=p.seed * 100003 + it * 1009 + walker.index,
+            timestep_fs=s["timestep_fs"], save_every=s["save_every"], friction=s["friction"],
+            trust_hi=p.trust_hi, describe=describe, progress=log.info)
+        frames += run.frames
+        states.append(run.state)
+        records.append({**run.record, "seconds": round(time.time() - t0, 2)})
     write_frames(sm.output.frames, frames)
     write_frames(sm.output.states, states)
+    write_json(sm.output.records, {"walkers": records})

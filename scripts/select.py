@@ -6,16 +6,29 @@ from alflow.structures import split_chunks
 sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])
 cfg, inp = sm.params.selection, sm.input
+it = int(sm.wildcards.it)
 frames = read_many(inp.packs)
+walkers = [r for path in inp.records for r in read_json(path)["walkers"]]
 previously_converged = "stats" in inp.keys() and read_json(inp.stats)["converged"]
-chosen, stats = selection.select(frames, cfg["trust_lo"], cfg["trust_hi"],
-                                 cfg["max_selected"], cfg["strategy"])
+lo, hi = selection.trust_levels(
+    [selection.deviation(a) for a in frames], cfg["trust_lo"], cfg["trust_hi"],
+    cfg["trust_mode"], cfg["adaptive"]["candidate_fraction"], cfg["adaptive"]["hi_factor"])
+chosen, stats = selection.select(
+    frames, lo, hi, cfg["max_selected"], cfg["strategy"], seed=sm.params.seed * 7 + it,
+    random_fraction=cfg["random_fraction"], label_past_hi=cfg["label_past_hi"],
+    min_distance_fraction=cfg["min_distance_fraction"])
 converged = previously_converged or selection.is_converged(stats, sm.params.convergence)
 if converged:
     chosen = []
-    stats["n_selected"] = 0
+    stats.update(n_selected=0, n_selected_random=0, n_past_hi_selected=0)
 stats["converged"] = converged
-for k, atoms in enumerate(chosen):
+stats["trust_mode"] = cfg["trust_mode"]
+stats["n_walkers"] = len(walkers)
+stats["n_walkers_stopped_early"] = sum(bool(r.get("stopped_early")) for r in walkers)
+stats["n_walkers_restarted"] = sum(r["start"].startswith("restart") or r.get("restarts", 0) > 0
+                                   for r in walkers)
+stats["walker_steps_mean"] = (sum(r["steps"] for r in walkers) / len(walkers)) if walkers else None
+for atoms in chosen:
     atoms.info["origin"] = f"iter_{sm.wildcards.it}:{atoms.info['walker']}:{atoms.info['step']}"
 for path, chunk in zip(sm.output.chunks, split_chunks(chosen, len(sm.output.chunks))):
     write_frames(path, chunk)

@@ -5,10 +5,13 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from alflow import DEVIATION_KEY
+from ase import Atoms
+
+from alflow import COMMITTEE_FORCES_KEY, DESCRIPTOR_KEY, DEVIATION_KEY
 from alflow.metrics import load_committee
 from alflow.sampling import (Walker, committee_deviation, force_deviation, make_walkers,
-                             pack_walkers, run_walker)
+                             pack_walkers, plan_starts, run_walker, structure_descriptor,
+                             explore)
 
 
 def test_force_deviation_matches_definition():
@@ -59,6 +62,7 @@ def test_walker_stops_early_above_trust_hi(committee, cu_dataset):
                      friction=0.02, trust_hi=first_dev * 0.5, seed=1, progress=lambda s: None)
     assert res.stop_reason == "deviation" and res.steps_done == 0
     assert len(res.frames) == 1 and res.frames[0].info[DEVIATION_KEY] >= first_dev * 0.5
+    assert res.frames[0].info["stop"] == "deviation"
     # nothing trusted: the walker continues next iteration from where it started
     assert np.allclose(res.state.positions, start.positions)
 
@@ -71,3 +75,89 @@ def test_walker_npt_changes_volume(committee, cu_dataset):
     assert res.stop_reason == "completed"
     assert res.state.get_volume() != pytest.approx(start.get_volume(), rel=1e-6)
     assert res.frames[-1].info["pressure"] == 5.0
+
+
+def _atoms(x, origin, momenta=False):
+    a = Atoms("Cu", positions=[[x, 0, 0]], cell=[5, 5, 5], pbc=True)
+    if momenta:
+        a.set_momenta([[1.0, 0, 0]])
+    a.info["origin"] = origin
+    return a
+
+
+def test_start_policies():
+    walkers = make_walkers([300, 600], None, 1, 1)
+    initial = [_atoms(0.0, "initial")]
+    trusted = initial + [_atoms(float(k), f"iter_001:0:{k}") for k in range(1, 6)]
+    previous = {0: (_atoms(9.0, "state0", momenta=True), {"steps": 200}),  # ran long enough
+                1: (_atoms(8.0, "state1", momenta=True), {"steps": 3})}    # stalled at step 3
+    kw = dict(initial=initial, trusted=trusted, steps=200, min_run_fraction=0.5, seed=4)
+    # iteration 1: everyone from the initial structures
+    first = plan_starts(walkers, policy="auto", previous=None, **kw)
+    assert [why for _, why in first] == ["initial:0", "initial:0"]
+    auto = plan_starts(walkers, policy="auto", previous=previous, **kw)
+    assert auto[0][1] == "continue" and auto[0][0] is previous[0][0]  # keeps momenta
+    start, why = auto[1]
+    assert why.startswith("restart:") and start.positions[0, 0] != 8.0
+    assert not start.get_momenta().any()  # fresh velocities will be drawn
+    assert why == f"restart:{trusted[int(start.positions[0, 0])].info['origin']}"
+    # seeded: same seed, same restart frame; the dataset is used, not only the start
+    again = plan_starts(walkers, policy="auto", previous=previous, **kw)
+    assert again[1][1] == why
+    picks = {plan_starts(walkers, policy="auto", previous=previous, **{**kw, "seed": s})[1][1]
+             for s in range(20)}
+    assert len(picks) > 2
+    cont = plan_starts(walkers, policy="continue", previous=previous, **kw)
+    assert [why for _, why in cont] == ["continue", "continue"]
+    init = plan_starts(walkers, policy="initial", previous=previous, **kw)
+    assert [why for _, why in init] == ["initial:0", "initial:0"]
+    with pytest.raises(ValueError, match="start policy"):
+        plan_starts(walkers, policy="sometimes", previous=previous, **kw)
+    with pytest.raises(ValueError, match="walker 1"):
+        plan_starts(walkers, policy="auto", previous={0: previous[0]}, **kw)
+
+
+def test_saved_frames_carry_committee_forces_and_descriptors(committee, cu_dataset):
+    start = read(cu_dataset / "train.xyz", 0)
+    w = Walker(0, 300.0, None, 0)
+    res = run_walker(start, committee, w, steps=6, timestep_fs=1.0, save_every=3,
+                     friction=0.02, trust_hi=1e6, seed=1, progress=lambda s: None,
+                     describe=lambda a: structure_descriptor(committee, a, [29]))
+    for frame in res.frames:
+        probe = frame.copy()
+        probe.calc = committee
+        assert np.allclose(frame.arrays[COMMITTEE_FORCES_KEY], probe.get_forces(), atol=1e-8)
+        assert frame.info[DESCRIPTOR_KEY].shape == (8,)  # 8 channels, one element
+    d0, d1 = (f.info[DESCRIPTOR_KEY] for f in res.frames[:2])
+    assert not np.allclose(d0, d1)
+    # two elements: per-element means concatenated, zeros for an absent one
+    d = structure_descriptor(committee, start, [1, 29])
+    assert d.shape == (16,) and not d[:8].any() and d[8:].any()
+
+
+def test_a_stalled_walker_restarts_within_the_iteration(committee, cu_dataset):
+    trusted = read(cu_dataset / "train.xyz", ":")
+    start = trusted[0].copy()
+    start.calc = committee
+    start.get_forces()
+    w = Walker(0, 1500.0, None, 0)
+    md = dict(timestep_fs=2.0, save_every=5, friction=0.02, progress=lambda s: None)
+    # trust_hi just above the starting deviation: the hot walker soon stops
+    hi = committee_deviation(committee) * 1.05
+    run = explore(start, committee, w, start_note="initial:0", steps=60, trusted=trusted,
+                  max_restarts=3, seed=3, trust_hi=hi, **md)
+    rec = run.record
+    assert rec["stopped_early"] and rec["restarts"] >= 1
+    assert len(rec["segments"]) == rec["restarts"] + 1 <= 4
+    assert rec["segments"][1]["start"].startswith("restart:test:1:")  # a dataset frame
+    assert rec["steps"] == sum(s["steps"] for s in rec["segments"])
+    steps = [a.info["step"] for a in run.frames]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)  # numbered across segments
+    assert all(COMMITTEE_FORCES_KEY in a.arrays for a in run.frames)
+    again = explore(start, committee, w, start_note="initial:0", steps=60, trusted=trusted,
+                    max_restarts=3, seed=3, trust_hi=hi, **md)
+    assert again.record["segments"] == rec["segments"]  # reproducible from the seed
+    calm = explore(start, committee, w, start_note="continue", steps=10, trusted=trusted,
+                   max_restarts=3, seed=3, trust_hi=1e6, **md)
+    assert calm.record["restarts"] == 0 and calm.record["stop_reason"] == "completed"
+    assert calm.record["steps"] == 10 and not calm.record["stopped_early"]

@@ -1,15 +1,20 @@
 import math
 
+import numpy as np
 import pytest
 from ase import Atoms
+from ase.build import molecule
 
-from alflow import DEVIATION_KEY
-from alflow.selection import classify, is_converged, select
+from alflow import DESCRIPTOR_KEY, DEVIATION_KEY
+from alflow.selection import (classify, farthest_point_sampling, first_past_hi, is_converged,
+                              is_sane, select, trust_levels)
 
 
-def frame(dev, walker=0, step=0):
+def frame(dev, walker=0, step=0, descriptor=None):
     a = Atoms("H", positions=[[0, 0, 0]])
     a.info.update({DEVIATION_KEY: dev, "walker": walker, "step": step})
+    if descriptor is not None:
+        a.info[DESCRIPTOR_KEY] = np.asarray(descriptor, dtype=float)
     return a
 
 
@@ -51,9 +56,100 @@ def test_bad_trust_levels_and_strategy():
     with pytest.raises(ValueError, match="trust levels"):
         select([frame(0.1)], 0.5, 0.1, 5)
     with pytest.raises(ValueError, match="strategy"):
-        select([frame(0.2)], 0.1, 0.5, 5, strategy="random")
+        select([frame(0.2)], 0.1, 0.5, 5, strategy="nonsense")
 
 
 def test_convergence_threshold():
     assert is_converged({"accurate_ratio": 0.98}, 0.97)
     assert not is_converged({"accurate_ratio": 0.5}, 0.97)
+
+
+def test_fixed_trust_levels_are_the_configured_ones():
+    assert trust_levels([0.3, 0.4], 0.05, 0.6) == (0.05, 0.6)
+
+
+def test_adaptive_levels_follow_the_deviation_distribution():
+    devs = list(np.linspace(0.01, 1.0, 100)) + [5.0, math.nan]  # 5.0 and NaN: past the cap
+    lo, hi = trust_levels(devs, 0.05, 2.0, "adaptive", candidate_fraction=0.2, hi_factor=2.0)
+    assert lo == pytest.approx(np.quantile(np.linspace(0.01, 1.0, 100), 0.8))
+    assert hi == pytest.approx(2 * lo)
+    # a good committee: the quantile falls below the floor, the floor holds
+    lo, hi = trust_levels([0.001, 0.002, 0.003], 0.05, 2.0, "adaptive", 0.2, 4.0)
+    assert (lo, hi) == (0.05, pytest.approx(0.2))
+    # a bad committee: the upper level is capped at trust_hi and stays above lo
+    lo, hi = trust_levels([1.0, 1.5, 1.9], 0.05, 2.0, "adaptive", 0.5, 4.0)
+    assert hi == 2.0 and lo < hi
+    assert trust_levels([], 0.05, 2.0, "adaptive") == (0.05, 2.0)
+    with pytest.raises(ValueError, match="trust mode"):
+        trust_levels([0.1], 0.05, 2.0, "sometimes")
+
+
+def test_fps_is_deterministic_and_spreads_points():
+    rng = np.random.default_rng(0)
+    # three tight clusters of 20 points on a line, far apart
+    pts = np.concatenate([c + 0.01 * rng.standard_normal((20, 2)) for c in ([0, 0], [10, 0], [20, 0])])
+    picked = farthest_point_sampling(pts, 3, np.random.default_rng(5))
+    assert picked == farthest_point_sampling(pts, 3, np.random.default_rng(5))
+    assert sorted({k // 20 for k in picked}) == [0, 1, 2]  # one point per cluster
+    assert len(set(farthest_point_sampling(np.zeros((4, 2)), 4, rng))) == 4  # no repeats
+    assert farthest_point_sampling(pts, 0, rng) == []
+
+
+def test_fps_strategy_uses_descriptors_of_candidates():
+    frames = [frame(0.2 + 0.001 * k, step=k, descriptor=[k // 5 * 10.0, 0]) for k in range(15)]
+    frames.append(frame(0.01, step=99, descriptor=[1000.0, 0]))  # accurate: never chosen
+    chosen, stats = select(frames, 0.1, 0.5, 3, "fps", seed=1)
+    assert sorted(a.info["step"] // 5 for a in chosen) == [0, 1, 2]
+    assert all(a.info["selected_by"] == "fps" for a in chosen)
+    with pytest.raises(ValueError, match="fps"):
+        select([frame(0.2)], 0.1, 0.5, 3, "fps")
+
+
+def test_random_strategy_ignores_deviation_and_is_seeded():
+    frames = [frame(d, step=k) for k, d in enumerate([0.001] * 50 + [0.3] * 5)]
+    picks = [select(frames, 0.1, 0.5, 10, "random", seed=s)[0] for s in (1, 1, 2)]
+    steps = [[a.info["step"] for a in p] for p in picks]
+    assert steps[0] == steps[1] and steps[0] != steps[2] and len(steps[0]) == 10
+    # mostly accurate frames, as they are most of the pool
+    assert sum(s < 50 for s in steps[0]) >= 5
+
+
+def test_random_fraction_is_a_tagged_control_arm():
+    frames = [frame(0.01 * k, walker=k % 2, step=k) for k in range(40)]
+    chosen, stats = select(frames, 0.1, 0.5, 8, "max_deviation", seed=3, random_fraction=0.25)
+    by = [a.info["selected_by"] for a in chosen]
+    assert by.count("random") == 2 and by.count("max_deviation") == 6
+    assert stats["n_selected_random"] == 2 and stats["n_selected"] == 8
+    assert len({id(a) for a in chosen}) == 8  # nothing picked twice
+    top = sorted((a for a in frames if a.info[DEVIATION_KEY] < 0.5), key=lambda a: -a.info[DEVIATION_KEY])
+    strategy_picks = [a for a in chosen if a.info["selected_by"] != "random"]
+    assert all(a.info[DEVIATION_KEY] >= top[7].info[DEVIATION_KEY] for a in strategy_picks)
+
+
+def water(oh=0.96):
+    m = molecule("H2O")
+    m.set_distance(0, 1, oh, fix=0)
+    m.center(vacuum=3.0)
+    m.pbc = True
+    return m
+
+
+def test_sanity_of_frames_past_trust_hi():
+    assert is_sane(water(), 0.6)
+    assert not is_sane(water(0.4), 0.6)  # O-H squeezed to 0.4 Å (usual ~0.97 Å)
+    assert is_sane(water(0.4), 0.3)
+    frames = []
+    for w, (oh, devs) in enumerate([(0.96, [0.1, 0.9, 1.2]), (0.4, [0.8]), (0.96, [0.2, 0.3])]):
+        for step, d in enumerate(devs):
+            a = water(oh)
+            a.info.update({DEVIATION_KEY: d, "walker": w, "step": step})
+            frames.append(a)
+    frames[1].info["stop"] = "deviation"  # walker 0 stopped at step 1 (restarted later)
+    frames[3].info["stop"] = "deviation"  # walker 1 stopped, but squeezed: not sane
+    past = first_past_hi(frames, 0.5, 0.6)
+    assert [(a.info["walker"], a.info["step"]) for a in past] == [(0, 1)]
+    chosen, stats = select(frames, 0.15, 0.5, 4, "balanced", label_past_hi=True)
+    assert stats["n_past_hi_sane"] == 1 and stats["n_past_hi_selected"] == 1
+    assert [a.info.get("past_hi", False) for a in chosen].count(True) == 1
+    chosen, stats = select(frames, 0.15, 0.5, 4, "balanced")
+    assert stats["n_past_hi_selected"] == 0 and len(chosen) == 2

@@ -77,8 +77,8 @@ def test_failed_training_leaves_no_model(tmp_path, cu_dataset):
 
 
 def test_campaign_table_orders_columns():
-    rows = [{"iteration": 1, "force_rmse_meV_per_A": 50.0, "n_train": 20, "extra": 1},
-            {"iteration": 0, "force_rmse_meV_per_A": 90.0, "n_train": 10, "extra": 2}]
+    rows = [{"iteration": 1, "force_rmse_meV_per_A": 50.0, "n_labels": 20, "extra": 1},
+            {"iteration": 0, "force_rmse_meV_per_A": 90.0, "n_labels": 10, "extra": 2}]
     t = campaign_table(rows)
     assert list(t["iteration"]) == [0, 1]
-    assert list(t.columns) == ["iteration", "n_train", "force_rmse_meV_per_A", "extra"]
+    assert list(t.columns) == ["iteration", "n_labels", "force_rmse_meV_per_A", "extra"]

@@ -19,11 +19,14 @@ def test_dry_run_lists_every_job_of_every_iteration(tmp_path):
     out = run(wd, "-n").stdout
     counts = job_counts(out)
     assert counts == {
-        "bootstrap": 1, "test_structures": 1, "e0s": 1,
+        "bootstrap": 1, "test_md": 1, "e0s": 1,
         "label": 3 + 2 + 4 * 3,  # ceil(12/4) + ceil(8/4) + 4 iterations x ceil(10/4)
-        "dataset": 5, "train": 5 * 3, "sample": 4 * 4, "select": 4, "evaluate": 5,
-        "campaign": 1, "all": 1,
+        "dataset": 5, "train": 5 * 3, "sample": 4 * 4, "select": 4, "calibrate": 4,
+        "evaluate": 5, "campaign": 1, "all": 1,
     }
+    perturbed = make_campaign(tmp_path / "perturbed", "emt", test_set={"source": "perturbed"})
+    counts = job_counts(run(perturbed, "-n").stdout)
+    assert counts["test_structures"] == 1 and "test_md" not in counts
     for graph in ("--rulegraph", "--dag"):
         dot = run(wd, graph).stdout
         assert dot.lstrip().startswith("digraph") and "label" in dot and "train" in dot
@@ -81,7 +84,7 @@ def test_emt_campaign_end_to_end_and_reruns(tmp_path):
     counts = job_counts(run(wd, "-n").stdout)
     assert counts["label"] == 1 + 2  # the chunk + iteration 2's chunks downstream
     assert counts["sample"] == 2 and counts["train"] == 4 and counts["dataset"] == 2
-    for rule in ("bootstrap", "test_structures", "e0s"):
+    for rule in ("bootstrap", "test_md", "e0s"):
         assert rule not in counts
     run(wd)
     after = mtimes(res)
@@ -152,3 +155,34 @@ def test_user_dataset_and_test_set_replace_bootstrap(tmp_path):
     summary = json.loads((res / "iter_000" / "dataset" / "summary.json").read_text())
     assert summary["n_train"] + summary["n_valid"] == 10 and summary["n_label_failed"] == 0
     assert json.loads((res / "iter_000" / "metrics.json").read_text())["n_structures"] == 3
+
+
+@pytest.mark.slow
+def test_walkers_that_stop_at_step_0_still_feed_every_iteration(tmp_path):
+    """A committee trusted nowhere (trust_hi below any deviation): every walker
+    stops at its first step, restarts from trusted frames, and the frames where
+    it stopped are labelled; every iteration adds labels."""
+    wd = make_campaign(tmp_path, "emt", iterations=2,
+                       selection={"trust_lo": 0.0, "trust_hi": 1e-6, "label_past_hi": True,
+                                  "max_selected": 6, "chunk_size": 3},
+                       sampling={"max_restarts": 3})
+    run(wd)
+    res = wd / "results"
+    table = pd.read_csv(res / "campaign.csv")
+    for i in (1, 2):
+        stats = json.loads((res / f"iter_{i:03d}" / "select" / "stats.json").read_text())
+        assert stats["n_walkers_stopped_early"] == 2 and stats["n_selected"] >= 3
+        # (the perfect fcc start has zero forces, hence zero deviation, for one step)
+        assert stats["n_candidate"] <= 2 and stats["n_past_hi_selected"] >= 3
+        records = [r for p in (0, 1) for r in json.loads(
+            (res / f"iter_{i:03d}" / "sample" / f"walkers_{p}.json").read_text())["walkers"]]
+        assert all(r["restarts"] == 3 for r in records)
+        assert all(seg["steps"] <= 1 and seg["stop_reason"] == "deviation"
+                   for r in records for seg in r["segments"])
+        # stalled in iteration 1, so iteration 2 does not continue from the edge
+        if i == 2:
+            assert all(r["start"].startswith("restart:") for r in records)
+        assert table.loc[table["iteration"] == i, "n_new_labels"].item() == stats["n_selected"]
+        assert table.loc[table["iteration"] == i, "walkers_stopped"].item() == 2
+    cal = json.loads((res / "iter_002" / "calibration.json").read_text())
+    assert cal["n_labelled"] == table.loc[2, "n_new_labels"] and cal["mean_true_error"] > 0

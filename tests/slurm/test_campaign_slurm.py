@@ -47,7 +47,7 @@ def timeout_campaign(tmp_path: Path) -> Path:
         tmp_path, "emt", iterations=0,
         reference={"kind": "ase", "e0s": {"Cu": 0.0},
                    "ase": {"calculator": "slowcalc.SlowEMT", "kwargs": {"delay": 8}}},
-        bootstrap={"n_structures": 15}, test_set={"n_structures": 2},
+        bootstrap={"n_structures": 15}, test_set={"n_structures": 2, "source": "perturbed"},
         selection={"chunk_size": 15, "max_selected": 15},
         resources={"label": {"mpi": "", "tasks": 1}})
 

@@ -1,0 +1,91 @@
+"""Does the committee's uncertainty mean anything? Checked against the truth.
+
+The labels of iteration i are the reference for the committee of i-1 that
+chose them: every sampled frame carries the committee's deviation and its
+mean forces (written by the sample step), so once the reference has labelled
+a frame the real error of that committee is known at no extra cost.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from ase import Atoms
+
+from . import COMMITTEE_FORCES_KEY, DEVIATION_KEY, FORCES_KEY
+
+COLUMNS = ["origin", "walker", "temperature", "selected_by", "past_hi",
+           "deviation", "true_max_force_error", "true_force_rmse"]
+
+
+def frame_errors(frames: list[Atoms]) -> pd.DataFrame:
+    """One row per labelled frame that carries the committee's prediction.
+
+    ``deviation``: the committee's max atomic force deviation (eV/Å);
+    ``true_max_force_error``: max over atoms of |F_committee - F_ref| (eV/Å),
+    the quantity the deviation tries to predict; ``true_force_rmse``: RMSE
+    over all force components (eV/Å).
+    """
+    rows = []
+    for atoms in frames:
+        if COMMITTEE_FORCES_KEY not in atoms.arrays or FORCES_KEY not in atoms.arrays:
+            continue
+        err = np.asarray(atoms.arrays[COMMITTEE_FORCES_KEY]) - np.asarray(atoms.arrays[FORCES_KEY])
+        rows.append({
+            "origin": atoms.info.get("origin"),
+            "walker": atoms.info.get("walker"),
+            "temperature": atoms.info.get("temperature"),
+            "selected_by": atoms.info.get("selected_by", ""),
+            "past_hi": bool(atoms.info.get("past_hi", False)),
+            "deviation": float(atoms.info.get(DEVIATION_KEY, np.nan)),
+            "true_max_force_error": float(np.linalg.norm(err, axis=1).max()),
+            "true_force_rmse": float(np.sqrt(np.mean(err ** 2))),
+        })
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def spearman(x, y) -> float | None:
+    """Spearman rank correlation (Pearson correlation of the ranks); None when
+    fewer than 3 finite pairs or a constant input leave it undefined."""
+    df = pd.DataFrame({"x": x, "y": y}).replace([np.inf, -np.inf], np.nan).dropna()
+    if len(df) < 3 or df["x"].nunique() < 2 or df["y"].nunique() < 2:
+        return None
+    value = df["x"].rank().corr(df["y"].rank())
+    return None if math.isnan(value) else float(value)
+
+
+def summarize(table: pd.DataFrame, trust_lo: float) -> dict:
+    """Calibration numbers of one iteration (errors in eV/Å).
+
+    ``spearman``: rank correlation between predicted deviation and true max
+    force error over the labelled frames; ``mean_true_error``: mean true max
+    force error of the selected frames; ``share_above_trust_lo``: the share
+    whose true error exceeded ``trust_lo`` (the committee really was wrong
+    there); ``error_over_deviation``: median ratio of true error to deviation
+    (1 means the deviation is on the scale of the error). The same numbers for
+    the frames picked by the random control arm, when there are any, are under
+    ``random``: an unbiased sample of the sampled frames.
+    """
+    out = _numbers(table, trust_lo)
+    random = table[table["selected_by"] == "random"]
+    if len(random):
+        out["random"] = _numbers(random, trust_lo)
+    return out
+
+
+def _numbers(table: pd.DataFrame, trust_lo: float) -> dict:
+    n = len(table)
+    if n == 0:
+        return {"n_labelled": 0, "spearman": None, "mean_true_error": None,
+                "share_above_trust_lo": None, "error_over_deviation": None}
+    err, dev = table["true_max_force_error"], table["deviation"]
+    ratio = (err / dev).replace([np.inf, -np.inf], np.nan).dropna()
+    return {
+        "n_labelled": n,
+        "spearman": spearman(dev, err),
+        "mean_true_error": float(err.mean()),
+        "mean_deviation": float(dev[np.isfinite(dev)].mean()) if np.isfinite(dev).any() else None,
+        "share_above_trust_lo": float((err > trust_lo).mean()),
+        "error_over_deviation": float(ratio.median()) if len(ratio) else None,
+    }
