@@ -222,13 +222,12 @@ def cp2k_md_frames(
     interval_steps: int,
     seed: int,
     workdir: str | os.PathLike[str],
-    command: str = "cp2k",
-    mpi: str | None = "mpirun",
-    tasks: int = 1,
-    cpus_per_task: int = 1,
-    timeout: float | None = None,
+    **run_kwargs: Any,
 ) -> list[Atoms]:
     """``n_frames`` frames of CP2K NVT MD of ``atoms`` with the template's method.
+
+    ``run_kwargs`` are :func:`alflow.cp2k.run_input`'s launch options
+    (``command``, ``mpi``, ``tasks``, ``cpus_per_task``, ``timeout``).
 
     One CP2K process (:func:`md_input`, run by :func:`alflow.cp2k.run_input`
     in ``workdir``) runs ``equilibration_steps + n_frames * interval_steps``
@@ -253,8 +252,7 @@ def cp2k_md_frames(
                     interval_steps=interval_steps, seed=seed)
     where = f"CP2K MD at {temperature:g} K in {workdir}"
     try:
-        run_input(text, len(atoms), workdir, command=command, mpi=mpi, tasks=tasks,
-                  cpus_per_task=cpus_per_task, timeout=timeout)
+        run_input(text, len(atoms), workdir, **run_kwargs)
     except Cp2kError as exc:
         output = workdir / OUTPUT_NAME
         if exc.kind != "scf_not_converged" or END_MARKER not in output.read_text(errors="replace"):
@@ -262,7 +260,8 @@ def cp2k_md_frames(
         log.warning("%s: SCF not converged in some MD steps (run completed; frames kept): %s",
                     where, exc.message)
     except OSError as exc:
-        argv = " ".join(launch_command(command, mpi, tasks))
+        argv = " ".join(launch_command(run_kwargs.get("command", "cp2k"),
+                                       run_kwargs.get("mpi", "mpirun"), run_kwargs.get("tasks", 1)))
         raise RuntimeError(f"{where}: cannot run {argv!r}: {exc}") from exc
     return _read_trajectory(trajectory, atoms, temperature, equilibration_steps, n_frames, where)
 
