@@ -57,7 +57,7 @@ EMT = {
 
 # The default campaign (config/config.yaml): 8 water molecules, CP2K GFN1-xTB.
 WATER = {
-    "iterations": 3,
+    "iterations": 2,
     "test_set": {"source": "reference_md", "n_structures": 24},
     "convergence": {"accurate_ratio": 1.0},
 }
@@ -90,10 +90,12 @@ def base_config(system: str) -> dict:
 def snakemake(workdir: Path, cfg: dict, cores: int) -> float:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml",
+           "--cores", str(cores)]
+    if (workdir / ".snakemake" / "locks").is_dir():  # a killed earlier run of this benchmark
+        subprocess.run(cmd + ["--unlock"], cwd=workdir, capture_output=True)
     t0 = time.monotonic()
-    proc = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile",
-                           "config.yaml", "--cores", str(cores), "--rerun-incomplete"],
-                          cwd=workdir, capture_output=True, text=True)
+    proc = subprocess.run(cmd + ["--rerun-incomplete"], cwd=workdir, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"campaign in {workdir} failed:\n{proc.stderr[-4000:]}")
     return time.monotonic() - t0

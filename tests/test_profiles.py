@@ -40,7 +40,7 @@ def test_all_profiles_are_shipped():
 def test_profile_dry_runs_the_whole_campaign(profile, tmp_path):
     counts = job_counts(dry_run(profile, tmp_path))
     assert counts["train"] == 4 * 2 and counts["sample"] == 3 * 2 and counts["select"] == 3
-    assert counts["label"] == 3 + 2 + 3 * 2  # bootstrap 24/8, test 16/8, 3 x ceil(16/8)
+    assert counts["label"] == 2 + 2 + 3 * 2  # bootstrap 16/8, test 16/8, 3 x ceil(16/8)
 
 
 def test_hortense_maps_resources(tmp_path):
