@@ -97,7 +97,7 @@ def first_past_hi(frames: list[Atoms], hi: float, min_distance_fraction: float) 
 def select(frames: list[Atoms], lo: float, hi: float, max_selected: int,
            strategy: str = "balanced", *, seed: int = 0, random_fraction: float = 0.0,
            label_past_hi: bool = False, min_distance_fraction: float = 0.6,
-           ) -> tuple[list[Atoms], dict]:
+           accurate_below: float | None = None) -> tuple[list[Atoms], dict]:
     """Pick frames to label; returns (selected, stats).
 
     First ``round(random_fraction * max_selected)`` frames are drawn uniformly
@@ -113,6 +113,9 @@ def select(frames: list[Atoms], lo: float, hi: float, max_selected: int,
 
     With ``label_past_hi`` the sane frames where walkers stopped past ``hi``
     join the candidates. Selected frames carry ``info[SELECTED_BY]``.
+    ``accurate_ratio`` (what convergence is judged on) is the share of frames
+    below ``accurate_below`` when given (adaptive levels: the configured
+    floor), else below ``lo``.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown selection strategy {strategy!r} (one of {', '.join(STRATEGIES)})")
@@ -154,7 +157,8 @@ def select(frames: list[Atoms], lo: float, hi: float, max_selected: int,
         "n_accurate": counts[ACCURATE],
         "n_candidate": counts[CANDIDATE],
         "n_failed": counts[FAILED],
-        "accurate_ratio": counts[ACCURATE] / n if n else None,
+        "accurate_ratio": (counts[ACCURATE] if accurate_below is None else sum(
+            deviation(a) < accurate_below for a in frames)) / n if n else None,
         "n_selected": len(chosen),
         "n_selected_random": len(control),
         "n_past_hi_sane": len(past_hi),

@@ -16,7 +16,7 @@ lo, hi = selection.trust_levels(
 chosen, stats = selection.select(
     frames, lo, hi, cfg["max_selected"], cfg["strategy"], seed=sm.params.seed * 7 + it,
     random_fraction=cfg["random_fraction"], label_past_hi=cfg["label_past_hi"],
-    min_distance_fraction=cfg["min_distance_fraction"])
+    min_distance_fraction=cfg["min_distance_fraction"], accurate_below=cfg["trust_lo"])
 converged = previously_converged or selection.is_converged(stats, sm.params.convergence)
 if converged:
     chosen = []

@@ -153,3 +153,11 @@ def test_sanity_of_frames_past_trust_hi():
     assert [a.info.get("past_hi", False) for a in chosen].count(True) == 1
     chosen, stats = select(frames, 0.15, 0.5, 4, "balanced")
     assert stats["n_past_hi_selected"] == 0 and len(chosen) == 2
+
+
+def test_accurate_ratio_against_the_floor_with_adaptive_levels():
+    frames = [frame(d, step=k) for k, d in enumerate([0.01, 0.02, 0.3, 0.35, 0.4, 0.45])]
+    lo, hi = trust_levels([a.info[DEVIATION_KEY] for a in frames], 0.05, 2.0, "adaptive", 0.5)
+    _, stats = select(frames, lo, hi, 2, accurate_below=0.05)
+    assert lo > 0.05 and stats["n_accurate"] == 3  # below the adaptive level
+    assert stats["accurate_ratio"] == pytest.approx(2 / 6)  # below the floor
