@@ -49,13 +49,9 @@ if TEST_SOURCE == "reference_md":
             logpath("test_md.log"),
         benchmark:
             benchpath("test_md.tsv")
-        threads: get_resource("label", "tasks") * get_resource("label", "cpus_per_task")
+        threads: get_label_threads()
         resources:
-            tasks=get_resource("label", "tasks"),
-            cpus_per_task=get_resource("label", "cpus_per_task"),
-            mpi=get_resource("label", "mpi"),
-            mem_mb=get_resource("label", "mem_mb"),
-            runtime=get_runtime("label"),
+            **get_label_resources(),
         conda:
             "../envs/cp2k.yaml"
         envmodules:
@@ -100,13 +96,9 @@ rule e0s:
         logpath("e0s.log"),
     benchmark:
         benchpath("e0s.tsv")
-    threads: get_resource("label", "tasks") * get_resource("label", "cpus_per_task")
+    threads: get_label_threads()
     resources:
-        tasks=get_resource("label", "tasks"),
-        cpus_per_task=get_resource("label", "cpus_per_task"),
-        mpi=get_resource("label", "mpi"),
-        mem_mb=get_resource("label", "mem_mb"),
-        runtime=get_runtime("label"),
+        **get_label_resources(),
     conda:
         "../envs/cp2k.yaml"
     envmodules:

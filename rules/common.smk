@@ -59,6 +59,19 @@ def get_runtime(rule):
     return lambda wildcards, attempt: base * attempt
 
 
+def get_label_threads():
+    """Cores of one reference job (label, e0s, test_md): MPI ranks x OpenMP threads."""
+    return get_resource("label", "tasks") * get_resource("label", "cpus_per_task")
+
+
+def get_label_resources():
+    """Resources of every job that runs the reference (label, e0s, test_md)."""
+    return {
+        **{k: get_resource("label", k) for k in ("tasks", "cpus_per_task", "mpi", "mem_mb")},
+        "runtime": get_runtime("label"),
+    }
+
+
 def get_envmodules(rule):
     """Site modules for a rule (config key envmodules, set by cluster profiles)."""
     return config["envmodules"][rule]

@@ -17,13 +17,9 @@ rule label:
         logpath("label/{stage}_chunk_{c}.log"),
     benchmark:
         benchpath("label/{stage}_chunk_{c}.tsv")
-    threads: get_resource("label", "tasks") * get_resource("label", "cpus_per_task")
+    threads: get_label_threads()
     resources:
-        tasks=get_resource("label", "tasks"),
-        cpus_per_task=get_resource("label", "cpus_per_task"),
-        mpi=get_resource("label", "mpi"),
-        mem_mb=get_resource("label", "mem_mb"),
-        runtime=get_runtime("label"),
+        **get_label_resources(),
     conda:
         "../envs/cp2k.yaml"
     envmodules:
