@@ -7,8 +7,11 @@ same campaign always produces the same files.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 
 from ase import Atoms
+
+from . import FAILURE_KEY
 
 
 def goes_to_valid(key: str, valid_fraction: float) -> bool:
@@ -32,3 +35,11 @@ def split(frames: list[Atoms], valid_fraction: float, tag: str) -> tuple[list[At
         elif not train:
             train.append(valid.pop())
     return train, valid
+
+
+def failure_counts(failed: list[Atoms]) -> dict[str, int]:
+    """How many structures failed to label, by kind (the text before the first
+    colon of ``info[FAILURE_KEY]``, e.g. ``scf_not_converged``)."""
+    kinds = Counter(str(a.info.get(FAILURE_KEY, "unknown")).split(":", 1)[0].strip() or "unknown"
+                    for a in failed)
+    return dict(sorted(kinds.items()))

@@ -58,6 +58,12 @@ def write_frames(path: str | os.PathLike, frames: Iterable[Atoms]) -> None:
             tmp.write_text("")
 
 
+def write_csv(path: str | os.PathLike, table) -> None:
+    """Write a pandas table as CSV atomically (no index column)."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
 def write_json(path: str | os.PathLike, data: dict) -> None:
     """Write a JSON document atomically, pretty-printed."""
     with atomic_path(path) as tmp:

@@ -16,21 +16,39 @@ def load_committee(model_paths: list[str], device: str = "cpu", dtype: str = "fl
     return MACECalculator(model_paths=list(model_paths), device=device, default_dtype=dtype)
 
 
-def evaluate(calc, frames: list[Atoms]) -> dict:
-    """Energy and force errors of the committee mean (and of each member)."""
+PREDICTION_COLUMNS = ["structure", "quantity", "atom", "reference", "predicted", "deviation"]
+
+
+def evaluate(calc, frames: list[Atoms], return_predictions: bool = False):
+    """Energy and force errors of the committee mean (and of each member).
+
+    With ``return_predictions`` also a long table for parity plots: one row
+    per structure (``quantity`` = ``energy``, eV/atom) and one per force
+    component (``force``, eV/Å, ``atom`` its index), with the reference, the
+    committee mean and the structure's committee deviation.
+    """
     if not frames:
         raise ValueError("the test set is empty: nothing to evaluate")
-    e_err, f_err, member_f_err, devs = [], [], [], []
-    for atoms in frames:
+    e_err, f_err, member_f_err, devs, rows = [], [], [], [], []
+    for k, atoms in enumerate(frames):
         ref_e, ref_f = atoms.info[ENERGY_KEY], atoms.arrays[FORCES_KEY]
         probe = atoms.copy()
         probe.calc = calc
-        e_err.append((probe.get_potential_energy() - ref_e) / len(atoms))
-        f_err.append((probe.get_forces() - ref_f).ravel())
+        n = len(atoms)
+        pred_e, pred_f = probe.get_potential_energy(), probe.get_forces()
+        e_err.append((pred_e - ref_e) / n)
+        f_err.append((pred_f - ref_f).ravel())
         comm = calc.results.get("forces_comm")
         if comm is not None:
             member_f_err.append((np.asarray(comm) - ref_f).reshape(len(comm), -1))
         devs.append(committee_deviation(calc))
+        if return_predictions:
+            rows.append(pd.DataFrame({
+                "structure": k, "quantity": ["energy"] + ["force"] * (3 * n),
+                "atom": np.concatenate([[-1], np.repeat(np.arange(n), 3)]),
+                "reference": np.concatenate([[ref_e / n], np.ravel(ref_f)]),
+                "predicted": np.concatenate([[pred_e / n], np.ravel(pred_f)]),
+                "deviation": devs[-1]}))
     f_all = np.concatenate(f_err)
     out = {
         "n_structures": len(frames),
@@ -43,6 +61,8 @@ def evaluate(calc, frames: list[Atoms]) -> dict:
         per_member = np.concatenate(member_f_err, axis=1)
         out["member_force_rmse_meV_per_A"] = [
             1000 * float(np.sqrt(np.mean(m ** 2))) for m in per_member]
+    if return_predictions:
+        return out, pd.concat(rows, ignore_index=True)[PREDICTION_COLUMNS]
     return out
 
 
@@ -64,7 +84,8 @@ def campaign_row(iteration: int, dataset: dict, metrics: dict, stats: dict | Non
     error on them, and the mean of that error (eV/Å).
     """
     stats, calibration = stats or {}, calibration or {}
-    row = {"iteration": iteration, **dataset,
+    row = {"iteration": iteration,
+           **{k: v for k, v in dataset.items() if not isinstance(v, dict)},
            "n_labels": dataset.get("n_train", 0) + dataset.get("n_valid", 0)}
     row |= {k: stats.get(k) for k in STATS_COLUMNS}
     row["walkers_stopped"] = stats.get("n_walkers_stopped_early")

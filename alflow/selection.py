@@ -17,11 +17,13 @@ import math
 from collections import defaultdict
 
 import numpy as np
+import pandas as pd
 from ase import Atoms
 from ase.data import covalent_radii
 from ase.neighborlist import neighbor_list
 
 from . import DESCRIPTOR_KEY, DEVIATION_KEY
+from .sampling import STOP_KEY
 
 ACCURATE, CANDIDATE, FAILED = "accurate", "candidate", "failed"
 STRATEGIES = ("balanced", "max_deviation", "fps", "random")
@@ -221,6 +223,29 @@ def _round_robin(by_dev: list[Atoms], limit: int) -> list[Atoms]:
                 chosen.append(queues[w][depth])
         depth += 1
     return chosen
+
+
+FRAME_COLUMNS = ["walker", "temperature", "pressure", "step", "deviation", "class", "stop",
+                 "selected_by"]
+
+
+def frame_table(frames: list[Atoms], lo: float, hi: float, chosen: list[Atoms]) -> pd.DataFrame:
+    """One row per sampled frame: where it came from, its deviation and class
+    under the levels (lo, hi), the walker's stop reason on the frame where it
+    stopped, and ``selected_by`` (empty when not selected). The small file
+    the report's deviation histogram reads instead of the trajectories."""
+    picked = {id(a): a.info.get(SELECTED_BY, "") for a in chosen}
+    rows = [{
+        "walker": a.info.get("walker"),
+        "temperature": a.info.get("temperature"),
+        "pressure": a.info.get("pressure"),
+        "step": a.info.get("step"),
+        "deviation": deviation(a),
+        "class": classify(deviation(a), lo, hi),
+        "stop": a.info.get(STOP_KEY, ""),
+        "selected_by": picked.get(id(a), ""),
+    } for a in frames]
+    return pd.DataFrame(rows, columns=FRAME_COLUMNS)
 
 
 def is_converged(stats: dict, threshold: float) -> bool:

@@ -7,7 +7,8 @@ rule evaluate:
         models=lambda wc: get_models(wc.it),
         test=get_test_set(),
     output:
-        res("iter_{it}/metrics.json"),
+        metrics=res("iter_{it}/metrics.json"),
+        predictions=res("iter_{it}/test_predictions.csv"),
     params:
         device=config["committee"]["device"],
         dtype=config["committee"]["dtype"],

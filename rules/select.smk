@@ -1,5 +1,6 @@
 # Classify sampled frames by committee deviation, pick candidates to label and
-# write them into a fixed number of chunks (some possibly empty).
+# write them into a fixed number of chunks (some possibly empty); frames.csv
+# keeps every frame's deviation and class for the report.
 
 
 rule select:
@@ -8,6 +9,7 @@ rule select:
     output:
         chunks=[res(f"iter_{{it}}/select/chunk_{c}.xyz") for c in get_chunks("iter_001")],
         stats=res("iter_{it}/select/stats.json"),
+        frames=res("iter_{it}/select/frames.csv"),
     params:
         selection=config["selection"],
         convergence=CONVERGENCE,

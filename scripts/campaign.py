@@ -1,6 +1,6 @@
 """One table for the whole campaign: data, selection and test errors per iteration."""
 from alflow import logs, metrics
-from alflow.io import atomic_path, read_json
+from alflow.io import atomic_path, read_json, write_csv
 
 sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])
@@ -10,8 +10,7 @@ later = {i + 1: (read_json(s), read_json(c)) for i, (s, c) in
 rows = [metrics.campaign_row(i, read_json(d), read_json(m), *later.get(i, ()))
         for i, (m, d) in enumerate(zip(inp.metrics, inp.datasets))]
 table = metrics.campaign_table(rows)
-with atomic_path(sm.output.table) as tmp:
-    table.to_csv(tmp, index=False)
+write_csv(sm.output.table, table)
 with atomic_path(sm.output.text) as tmp:
     tmp.write_text(metrics.headline(table).to_string(index=False, float_format=lambda x: f"{x:.4g}")
                    + "\n")

@@ -9,10 +9,11 @@ inp = sm.input
 tag = f"iter_{sm.wildcards.it}"
 if "failed" in inp.keys():
     new = read_many(inp.new)
-    n_failed = len(read_many(inp.failed))
+    failures = dataset.failure_counts(read_many(inp.failed))
 else:  # a user-supplied labelled dataset replaces the bootstrap
     new = labelled_frames(inp.new)
-    n_failed = 0
+    failures = {}
+n_failed = sum(failures.values())
 train, valid = dataset.split(new, sm.params.valid_fraction, tag)
 n_new_train, n_new_valid = len(train), len(valid)
 if "train" in inp.keys():
@@ -23,6 +24,7 @@ if not train:
 write_frames(sm.output.train, train)
 write_frames(sm.output.valid, valid)
 summary = {"n_train": len(train), "n_valid": len(valid), "n_new_labels": len(new),
-           "n_new_train": n_new_train, "n_new_valid": n_new_valid, "n_label_failed": n_failed}
+           "n_new_train": n_new_train, "n_new_valid": n_new_valid, "n_label_failed": n_failed,
+           "label_failures": failures}
 write_json(sm.output.summary, summary)
 log.info("%s", summary)

@@ -2,7 +2,7 @@
 import torch
 
 from alflow import gpu, logs, metrics
-from alflow.io import read_many, write_json
+from alflow.io import read_many, write_csv, write_json
 
 sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])
@@ -10,6 +10,7 @@ device = gpu.resolve_device(sm.params.device, sm.resources.gpu)
 slots = gpu.pin(sm.resources.gpu, device)  # CUDA_VISIBLE_DEVICES for this job
 torch.set_num_threads(sm.threads)
 calc = metrics.load_committee(sm.input.models, device, sm.params.dtype)
-result = metrics.evaluate(calc, read_many(sm.input.test))
-write_json(sm.output[0], result)
+result, predictions = metrics.evaluate(calc, read_many(sm.input.test), return_predictions=True)
+write_csv(sm.output.predictions, predictions)
+write_json(sm.output.metrics, result)
 log.info("%s", result)

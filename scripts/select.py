@@ -1,6 +1,6 @@
 """Select the frames to label from all packs of an iteration."""
 from alflow import logs, selection
-from alflow.io import read_json, read_many, write_frames, write_json
+from alflow.io import read_json, read_many, write_csv, write_frames, write_json
 from alflow.structures import split_chunks
 
 sm = snakemake  # noqa: F821
@@ -32,5 +32,6 @@ for atoms in chosen:
     atoms.info["origin"] = f"iter_{sm.wildcards.it}:{atoms.info['walker']}:{atoms.info['step']}"
 for path, chunk in zip(sm.output.chunks, split_chunks(chosen, len(sm.output.chunks))):
     write_frames(path, chunk)
+write_csv(sm.output.frames, selection.frame_table(frames, lo, hi, chosen))
 write_json(sm.output.stats, stats)
 log.info("%s", stats)

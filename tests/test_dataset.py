@@ -1,6 +1,7 @@
 from ase import Atoms
 
-from alflow.dataset import split
+from alflow import FAILURE_KEY
+from alflow.dataset import failure_counts, split
 from alflow.structures import split_chunks
 
 
@@ -44,3 +45,12 @@ def test_split_chunks_fixed_count():
     assert chunks == [[0, 1], [2, 3], [4]]
     assert split_chunks([], 2) == [[], []]
     assert sum(split_chunks(list(range(16)), 2), []) == list(range(16))
+
+
+def test_failure_counts_by_kind():
+    failed = [Atoms("H") for _ in range(4)]
+    failed[0].info[FAILURE_KEY] = "scf_not_converged: SCF run NOT converged after 50 steps"
+    failed[1].info[FAILURE_KEY] = "scf_not_converged: again"
+    failed[2].info[FAILURE_KEY] = "cp2k_crashed: exit 134: a: b"
+    assert failure_counts(failed) == {"cp2k_crashed": 1, "scf_not_converged": 2, "unknown": 1}
+    assert failure_counts([]) == {}

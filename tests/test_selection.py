@@ -6,8 +6,8 @@ from ase import Atoms
 from ase.build import molecule
 
 from alflow import DESCRIPTOR_KEY, DEVIATION_KEY
-from alflow.selection import (classify, farthest_point_sampling, first_past_hi, is_converged,
-                              is_sane, select, trust_levels)
+from alflow.selection import (classify, farthest_point_sampling, first_past_hi, frame_table,
+                              is_converged, is_sane, select, trust_levels)
 
 
 def frame(dev, walker=0, step=0, descriptor=None):
@@ -161,3 +161,15 @@ def test_accurate_ratio_against_the_floor_with_adaptive_levels():
     _, stats = select(frames, lo, hi, 2, accurate_below=0.05)
     assert lo > 0.05 and stats["n_accurate"] == 3  # below the adaptive level
     assert stats["accurate_ratio"] == pytest.approx(2 / 6)  # below the floor
+
+
+def test_frame_table_keeps_every_frame_for_the_report():
+    frames = [frame(0.01 * k, walker=k % 2, step=k) for k in range(10)] + [frame(float("nan"))]
+    frames[9].info["stop"] = "deviation"
+    chosen, _ = select(frames, 0.03, 0.085, 2, "max_deviation", seed=0, random_fraction=0.5)
+    table = frame_table(frames, 0.03, 0.085, chosen)
+    assert len(table) == 11 and list(table["step"][:3]) == [0, 1, 2]
+    assert table["class"].value_counts().to_dict() == {"candidate": 6, "failed": 2, "accurate": 3}
+    assert sorted(table["selected_by"][table["selected_by"] != ""]) == ["max_deviation", "random"]
+    assert table["stop"][9] == "deviation" and table["stop"][8] == ""
+    assert frame_table(frames, 0.03, 0.085, [])["selected_by"].eq("").all()

@@ -37,6 +37,21 @@ def test_committee_metrics(cu_committee, cu_dataset):
         evaluate(calc, [])
 
 
+def test_committee_predictions_for_parity(cu_committee, cu_dataset):
+    """The parity table holds what the metrics were computed from."""
+    frames = read_frames(cu_dataset / "test.xyz")
+    calc = load_committee(cu_committee, "cpu", "float64")
+    m, table = evaluate(calc, frames, return_predictions=True)
+    energy, force = table[table.quantity == "energy"], table[table.quantity == "force"]
+    assert len(energy) == 6 and len(force) == 3 * sum(len(a) for a in frames)
+    assert energy.reference.iloc[0] == pytest.approx(
+        frames[0].info["REF_energy"] / len(frames[0]))
+    rmse = 1000 * ((force.predicted - force.reference) ** 2).mean() ** 0.5
+    assert rmse == pytest.approx(m["force_rmse_meV_per_A"])
+    e_rmse = 1000 * ((energy.predicted - energy.reference) ** 2).mean() ** 0.5
+    assert e_rmse == pytest.approx(m["energy_rmse_meV_per_atom"])
+
+
 def _train(tmp_path, cu_dataset, foundation=None, epochs=2):
     out = tmp_path / "m.model"
     train_member(output=str(out), work_dir=str(tmp_path / "work"), log_file=str(tmp_path / "log"),
