@@ -11,6 +11,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 demo: setup
 	$(SNAKEMAKE) --profile profiles/local
 	@echo; echo "Campaign table (results/campaign.csv):"; cat results/campaign.txt
+	$(SNAKEMAKE) --profile profiles/local --report results/report.html
+	@echo; echo "Campaign report: $(CURDIR)/results/report.html"
 
 test: setup
 	$(VENV)/bin/pytest

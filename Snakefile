@@ -12,6 +12,9 @@ configfile: "config/config.yaml"
 validate(config, "config/schema.yaml")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/bootstrap.smk"
 include: "rules/label.smk"
@@ -21,6 +24,7 @@ include: "rules/sample.smk"
 include: "rules/select.smk"
 include: "rules/calibrate.smk"
 include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -164,13 +164,46 @@ def get_campaign_input():
     }
 
 
+def report_figure(name, category):
+    """A figure of iteration {it}, flagged for Snakemake's report with its
+    caption (report/<name>.rst), under its topic and iteration."""
+    return report(
+        res(f"report/iter_{{it}}/{name}.svg"),
+        caption=f"../report/{name}.rst",
+        category=category,
+        subcategory="iteration {it}",
+        labels={"figure": name.replace("_", " "), "iteration": "{it}"},
+    )
+
+
+def get_report_campaign_input(wildcards):
+    """Campaign-wide figures of iteration i: everything up to i."""
+    i = int(wildcards.it)
+    files = {
+        "metrics": [f"{iter_dir(k)}/metrics.json" for k in range(i + 1)],
+        "datasets": [f"{iter_dir(k)}/dataset/summary.json" for k in range(i + 1)],
+        "calibration": [f"{iter_dir(k)}/calibration.csv" for k in range(1, i + 1)],
+        "predictions": f"{iter_dir(i)}/test_predictions.csv",
+    }
+    if i > 0:
+        files["first_predictions"] = f"{iter_dir(0)}/test_predictions.csv"
+    return files
+
+
+def get_report_figures():
+    its = range(ITERATIONS + 1)
+    return [res(f"report/iter_{i:03d}/{name}.svg") for i in its for name in
+            ("learning_curve", "parity", "dataset", "compute")
+            + (("deviation", "calibration", "exploration") if i > 0 else ())]
+
+
 def get_final_outputs():
     """Every product of the campaign, so that a deleted file (a label chunk, a
     model) is noticed and remade together with everything downstream of it."""
     stages = ([] if TEST_GIVEN else ["test"]) + [
         f"iter_{i:03d}" for i in range(ITERATIONS + 1) if i > 0 or not DATASET_GIVEN
     ]
-    files = [res("campaign.csv")]
+    files = [res("campaign.csv")] + get_report_figures()
     for stage in stages:
         files += get_labels(stage) + get_labels(stage, "failed")
     for i in range(ITERATIONS + 1):

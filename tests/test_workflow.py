@@ -8,7 +8,11 @@ import pandas as pd
 import pytest
 
 from alflow.io import read_frames
-from workflow import job_counts, make_campaign, run
+from browser import ensure_browser, inspect_report
+from workflow import REPO, job_counts, make_campaign, run
+
+# Screenshots of the rendered report, kept after the test run (gitignored).
+ARTIFACTS = REPO / "tests" / "artifacts"
 
 
 def test_dry_run_lists_every_job_of_every_iteration(tmp_path):
@@ -23,6 +27,7 @@ def test_dry_run_lists_every_job_of_every_iteration(tmp_path):
         "label": 3 + 2 + 4 * 3,  # ceil(12/4) + ceil(8/4) + 4 iterations x ceil(10/4)
         "dataset": 5, "train": 5 * 3, "sample": 4 * 4, "select": 4, "calibrate": 4,
         "evaluate": 5, "campaign": 1, "all": 1,
+        "report_campaign": 5, "report_iteration": 4,  # the report's figures, per iteration
     }
     perturbed = make_campaign(tmp_path / "perturbed", "emt", test_set={"source": "perturbed"})
     counts = job_counts(run(perturbed, "-n").stdout)
@@ -51,6 +56,12 @@ def mtimes(root):
 def test_emt_campaign_end_to_end_and_reruns(tmp_path):
     wd = make_campaign(tmp_path, "emt")
     t0 = time.time()
+    # A campaign that has finished iteration 1 of 2 gets the report of what it
+    # finished; the full report needs iteration 2 and says so.
+    run(wd, "--config", "iterations=1")
+    run(wd, "--config", "iterations=1", "--report", "partial.html")
+    proc = run(wd, "--report", "full.html", check=False)
+    assert proc.returncode != 0 and "iter_002" in proc.stderr and "does not exist" in proc.stderr
     run(wd)
     wall = time.time() - t0
     res = wd / "results"
@@ -74,6 +85,8 @@ def test_emt_campaign_end_to_end_and_reruns(tmp_path):
     e0s = json.loads((res / "reference" / "e0s.json").read_text())["e0s"]
     assert set(e0s) == {"Cu"}
 
+    check_report(wd, partial=wd / "partial.html")
+
     # nothing changed: nothing to do
     proc = run(wd, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
@@ -84,17 +97,52 @@ def test_emt_campaign_end_to_end_and_reruns(tmp_path):
     counts = job_counts(run(wd, "-n").stdout)
     assert counts["label"] == 1 + 2  # the chunk + iteration 2's chunks downstream
     assert counts["sample"] == 2 and counts["train"] == 4 and counts["dataset"] == 2
+    assert counts["report_campaign"] == 2 and counts["report_iteration"] == 2
     for rule in ("bootstrap", "test_md", "e0s"):
         assert rule not in counts
     run(wd)
     after = mtimes(res)
-    unchanged = [k for k in before if k.startswith(("iter_000", "test", "reference"))
+    unchanged = [k for k in before if k.startswith(("iter_000", "test", "reference",
+                                                    "report/iter_000"))
                  or k.startswith("iter_001/sample") or k.startswith("iter_001/select")
                  or k.startswith("iter_001/label/chunk_1")]
     unchanged = [k for k in unchanged if not k.startswith(("logs", "benchmarks"))]
     assert unchanged and all(before[k] == after[k] for k in unchanged)
     assert after["iter_002/metrics.json"] > before["iter_002/metrics.json"]
     print(f"EMT campaign wall time: {wall:.1f} s")
+
+
+TOPICS = {"1. Learning curve": "learning_curve", "2. Test-set parity": "parity",
+          "3. Committee deviation": "deviation",
+          "4. Calibration: deviation vs true error": "calibration",
+          "5. Exploration": "exploration", "6. Dataset and label failures": "dataset",
+          "7. Compute": "compute"}
+
+
+def check_report(wd, partial):
+    """The campaign's report, opened in real headless Chromium: every topic has
+    its figure per iteration (iteration 0 has no sampling yet), each rendered
+    with a non-blank image, and the front page summarises the config."""
+    run(wd, "--report", "report.html")
+    ensure_browser()
+    info = inspect_report(wd / "report.html", ARTIFACTS / "report")
+    expected = {(topic, f"iteration {i:03d}") for topic, name in TOPICS.items()
+                for i in range(3) if i > 0 or name in ("learning_curve", "parity", "dataset",
+                                                       "compute")}
+    shown = {(f["category"], f["subcategory"]): f for f in info["figures"]}
+    assert set(shown) == expected
+    for (topic, _), fig in shown.items():
+        assert fig["name"] == TOPICS[topic] + ".svg"
+        assert 300 < fig["width"] < 2000 and 150 < fig["height"] < 1500, fig
+        assert fig["nonblank"] and fig["clicked"], fig
+    assert "Active learning of a MACE potential" in info["front_text"]
+    assert "2 members" in info["front_text"] and "ase.calculators.emt.EMT" in info["front_text"]
+    assert "System Message" not in info["front_text"]  # the page's reStructuredText is valid
+    assert all(os.path.getsize(p) > 5000 for p in info["screenshots"])
+    # the report of the campaign stopped after iteration 1: only its iterations
+    info = inspect_report(partial, ARTIFACTS / "report_partial")
+    assert {f["subcategory"] for f in info["figures"]} == {"iteration 000", "iteration 001"}
+    assert len(info["figures"]) == 4 + 7
 
 
 @pytest.mark.slow

@@ -1,0 +1,403 @@
+"""The campaign report's figures, drawn from the small per-iteration products.
+
+Every function takes small tables (the JSON/CSV files the rules write, never
+trajectories) and returns a matplotlib :class:`~matplotlib.figure.Figure`;
+:func:`save` writes it. No pyplot state is used, so the functions are safe to
+call from tests and from one process for several figures.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, searchable SVGs
+
+# One colour per meaning, the same in every figure.
+CLASS_COLORS = {"accurate": "#4c9a2a", "candidate": "#e0a100", "failed": "#c0392b"}
+STOP_COLORS = {"completed": "#4c9a2a", "deviation": "#e0a100", "non_finite": "#c0392b"}
+ARM_COLORS = ["#1f77b4", "#7f7f7f", "#9467bd", "#8c564b"]
+EMPTY_TEXT = "nothing to show yet"
+
+
+def save(fig: Figure, path: str | os.PathLike) -> None:
+    """Write a figure (format from the suffix: .svg, .png), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    fig.savefig(tmp, bbox_inches="tight", dpi=110)
+    os.replace(tmp, path)
+
+
+def _figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float = 4.0):
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    return fig, axes
+
+
+def _log_axis(axis) -> None:
+    """A log axis labelled 1, 2, 5 x 10^k in plain numbers."""
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _empty(ax, text: str = EMPTY_TEXT) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+# --------------------------------------------------------------------------
+# Did the potential improve?
+# --------------------------------------------------------------------------
+
+
+def learning_curve(arms: dict[str, pd.DataFrame], picks: pd.DataFrame | None = None) -> Figure:
+    """Test-set energy and force RMSE against the number of labels, one line
+    per arm (the campaign; a random control campaign when there is one).
+
+    Each arm's table has ``iteration``, ``n_labels``,
+    ``energy_rmse_meV_per_atom`` and ``force_rmse_meV_per_A`` (the campaign
+    table's columns). ``picks`` (``iteration``, ``committee``, ``random``:
+    mean true max force error, eV/Å, of the frames each way of picking chose)
+    adds a third panel: the campaign's built-in random control share.
+    """
+    quantities = [("energy_rmse_meV_per_atom", "energy RMSE (meV/atom)"),
+                  ("force_rmse_meV_per_A", "force RMSE (meV/Å)")]
+    fig, axes = _figure(3 if picks is not None else 2, width=4.2, height=3.6)
+    for ax, (col, label) in zip(axes, quantities):
+        for k, (name, table) in enumerate(arms.items()):
+            t = table.sort_values("n_labels")
+            ax.plot(t["n_labels"], t[col], "o-", color=ARM_COLORS[k % len(ARM_COLORS)],
+                    label=name)
+            if k == 0:
+                for _, row in t.iterrows():
+                    ax.annotate(f"{int(row['iteration'])}", (row["n_labels"], row[col]),
+                                textcoords="offset points", xytext=(4, 4), fontsize=7,
+                                color="0.3")
+        ax.set_xlabel("reference labels in the dataset")
+        ax.set_ylabel(f"test {label}")
+        ax.set_yscale("log")
+        _log_axis(ax.yaxis)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(title="numbers: iteration", fontsize=8, title_fontsize=8)
+    if picks is not None:
+        ax = axes[2]
+        p = picks.sort_values("iteration")
+        ax.plot(p["iteration"], p["committee"], "o-", color=ARM_COLORS[0], label="committee picks")
+        ax.plot(p["iteration"], p["random"], "s--", color=ARM_COLORS[1], label="random picks")
+        ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("true max force error of new labels (eV/Å)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle("Learning curve on the held-out test set")
+    return fig
+
+
+def picks_table(calibrations: dict[int, pd.DataFrame]) -> pd.DataFrame | None:
+    """Per iteration, the mean true max force error of the frames the
+    committee picked and of those the random control share picked (from the
+    calibrate rule's tables); None when no iteration had random picks."""
+    rows = []
+    for it, t in sorted(calibrations.items()):
+        by_random = t["selected_by"].fillna("").astype(str) == "random"
+        if by_random.any():
+            rows.append({"iteration": it,
+                         "committee": t.loc[~by_random, "true_max_force_error"].mean(),
+                         "random": t.loc[by_random, "true_max_force_error"].mean()})
+    return pd.DataFrame(rows) if rows else None
+
+
+def parity(predictions: pd.DataFrame, title: str, baseline: pd.DataFrame | None = None,
+           baseline_label: str = "iteration 0") -> Figure:
+    """Predicted against reference energy (eV/atom) and force components
+    (eV/Å) on the test set; ``baseline`` (e.g. the first committee) in grey
+    underneath. ``predictions`` is the evaluate rule's long table
+    (``quantity`` energy/force, ``reference``, ``predicted``)."""
+    fig, axes = _figure(2, width=4.2, height=4.0)
+    for ax, (quantity, unit) in zip(axes, [("energy", "eV/atom"), ("force", "eV/Å")]):
+        layers = [(baseline, "0.7", baseline_label)] if baseline is not None else []
+        layers.append((predictions, ARM_COLORS[0], title))
+        lo, hi = np.inf, -np.inf
+        for table, color, label in layers:
+            t = table[table["quantity"] == quantity]
+            if t.empty:
+                continue
+            rmse = float(np.sqrt(np.mean((t["predicted"] - t["reference"]) ** 2)))
+            ax.scatter(t["reference"], t["predicted"], s=6 if quantity == "force" else 14,
+                       alpha=0.6, color=color, rasterized=True,
+                       label=f"{label}: RMSE {1000 * rmse:.3g} m{unit}")
+            lo = min(lo, t["reference"].min(), t["predicted"].min())
+            hi = max(hi, t["reference"].max(), t["predicted"].max())
+        if not np.isfinite(lo):
+            _empty(ax)
+            continue
+        pad = 0.05 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k-", lw=0.8)
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"reference {quantity} ({unit})")
+        ax.set_ylabel(f"committee {quantity} ({unit})")
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Parity on the held-out test set: {title}")
+    return fig
+
+
+# --------------------------------------------------------------------------
+# Where did the committee disagree?
+# --------------------------------------------------------------------------
+
+
+def _log_bins(values: np.ndarray, extra=()) -> np.ndarray:
+    v = np.concatenate([values[np.isfinite(values) & (values > 0)], [x for x in extra if x > 0]])
+    if v.size == 0:
+        return np.logspace(-3, 1, 30)
+    lo, hi = v.min(), v.max()
+    if hi <= lo:
+        lo, hi = lo / 2, hi * 2
+    return np.logspace(np.log10(lo) - 0.05, np.log10(hi) + 0.05, 30)
+
+
+def deviation_histogram(frames: pd.DataFrame, trust_lo: float, trust_hi: float,
+                        title: str = "") -> Figure:
+    """Committee force deviation of every sampled frame (the select rule's
+    frames.csv: ``deviation``, ``class``, ``selected_by``), stacked by class,
+    with the selected frames outlined and the trust levels drawn in."""
+    fig, (ax,) = _figure(width=6.5, height=3.8)
+    if frames.empty:
+        _empty(ax, "no frames were sampled")
+        return fig
+    dev = frames["deviation"].to_numpy(dtype=float)
+    bins = _log_bins(dev, (trust_lo, trust_hi))
+    shown = np.where(np.isfinite(dev), np.clip(dev, bins[0], bins[-1]), bins[-1])
+    counts = frames["class"].value_counts()
+    data, colors, labels = [], [], []
+    for cls, color in CLASS_COLORS.items():
+        mask = (frames["class"] == cls).to_numpy()
+        data.append(shown[mask])
+        colors.append(color)
+        labels.append(f"{cls}: {int(counts.get(cls, 0))}")
+    ax.hist(data, bins=bins, stacked=True, color=colors, label=labels)
+    chosen = frames["selected_by"].fillna("").astype(str) != ""
+    if chosen.any():
+        ax.hist(shown[chosen.to_numpy()], bins=bins, histtype="step", color="k", lw=1.5,
+                label=f"selected: {int(chosen.sum())}")
+    for level, name in ((trust_lo, "trust_lo"), (trust_hi, "trust_hi")):
+        if not level > 0:
+            continue  # a level of 0 has no place on a log axis
+        ax.axvline(level, color="k", ls="--", lw=1)
+        ax.annotate(f"{name} {level:.3g}", (level, 1), xycoords=("data", "axes fraction"),
+                    xytext=(3, -12), textcoords="offset points", fontsize=8)
+    ax.set_xscale("log")
+    _log_axis(ax.xaxis)
+    ax.set_xlabel("committee force deviation, max over atoms (eV/Å)")
+    ax.set_ylabel("sampled frames")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(title or f"Committee deviation of {len(frames)} sampled frames")
+    return fig
+
+
+def calibration(table: pd.DataFrame, trust_lo: float, trust_hi: float, spearman=None,
+                title: str = "") -> Figure:
+    """Predicted deviation against the true max atomic force error of the
+    frames labelled this iteration (the calibrate rule's table), coloured by
+    how they were picked; y = x is a perfectly calibrated committee."""
+    fig, (ax,) = _figure(width=5.2, height=4.4)
+    t = table.replace([np.inf, -np.inf], np.nan).dropna(subset=["deviation",
+                                                                  "true_max_force_error"])
+    if t.empty:
+        _empty(ax, "no labelled frames with committee predictions")
+        return fig
+    groups = t.groupby(t["selected_by"].fillna("").astype(str).replace("", "other"))
+    for k, (name, g) in enumerate(groups):
+        ax.scatter(g["deviation"], g["true_max_force_error"], s=18, alpha=0.75,
+                   color=ARM_COLORS[k % len(ARM_COLORS)], label=f"{name} ({len(g)})",
+                   rasterized=True)
+    both = np.concatenate([t["deviation"], t["true_max_force_error"], [trust_lo, trust_hi]])
+    both = both[both > 0]
+    lo, hi = both.min() / 1.5, both.max() * 1.5
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="error = deviation")
+    for level in (trust_lo, trust_hi):
+        if level > 0:
+            ax.axvline(level, color="k", ls="--", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _log_axis(ax.xaxis)
+    _log_axis(ax.yaxis)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("committee deviation (eV/Å)")
+    ax.set_ylabel("true max atomic force error (eV/Å)")
+    rho = "n/a" if spearman is None else f"{spearman:.2f}"
+    ax.set_title(title or f"Does the deviation predict the error? Spearman ρ = {rho}")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+# --------------------------------------------------------------------------
+# How did the walkers explore?
+# --------------------------------------------------------------------------
+
+
+def _condition(record: dict) -> str:
+    text = f"{record.get('temperature', float('nan')):g} K"
+    if record.get("pressure") is not None:
+        text += f", {record['pressure']:g} GPa"
+    return text
+
+
+def exploration(walkers: list[dict], steps_target: int | None = None,
+                title: str = "") -> Figure:
+    """Steps run by every walker in one iteration, one bar segment per run
+    between restarts, coloured by why it stopped; walkers grouped by
+    temperature/pressure. ``walkers`` are the sample rule's records."""
+    fig, (ax,) = _figure(width=6.5, height=max(2.5, 0.35 * len(walkers) + 1.2))
+    if not walkers:
+        _empty(ax, "no walkers")
+        return fig
+    order = sorted(walkers, key=lambda r: (r.get("temperature") or 0,
+                                           r.get("pressure") or 0, r["walker"]))
+    seen = set()
+    for y, record in enumerate(order):
+        left = 0
+        segments = record.get("segments") or [{"steps": record["steps"],
+                                               "stop_reason": record["stop_reason"]}]
+        for seg in segments:
+            reason = seg["stop_reason"]
+            ax.barh(y, max(seg["steps"], 0.5), left=left, height=0.7, edgecolor="white",
+                    color=STOP_COLORS.get(reason, "0.5"),
+                    label=None if reason in seen else reason)
+            seen.add(reason)
+            left += seg["steps"]
+    ax.set_yticks(range(len(order)),
+                  [f"walker {r['walker']} · {_condition(r)}" for r in order], fontsize=8)
+    if steps_target:
+        ax.axvline(steps_target, color="k", ls="--", lw=1, label="steps asked")
+    ax.set_xlabel("MD steps (each segment: one run until a stop or restart)")
+    fig.legend(title="segment ended by", fontsize=8, title_fontsize=8, loc="outside right upper")
+    n_restarts = sum(r.get("restarts", 0) for r in walkers)
+    ax.set_title(title or f"Exploration: {sum(r['steps'] for r in walkers)} steps, "
+                          f"{n_restarts} restarts")
+    return fig
+
+
+# --------------------------------------------------------------------------
+# What went into the dataset, and where did the compute go?
+# --------------------------------------------------------------------------
+
+
+def dataset_growth(summaries: pd.DataFrame) -> Figure:
+    """Labels per iteration (train/valid, cumulative) and label failures by
+    kind. ``summaries``: one row per iteration with ``iteration``,
+    ``n_train``, ``n_valid``, ``n_new_labels`` and ``label_failures``
+    ({kind: count}, the dataset rule's summary.json)."""
+    fig, (grow, fail) = _figure(2, width=4.5, height=3.6)
+    s = summaries.sort_values("iteration")
+    it = s["iteration"].to_numpy()
+    grow.bar(it, s["n_train"], color=ARM_COLORS[0], label="train")
+    grow.bar(it, s["n_valid"], bottom=s["n_train"], color=ARM_COLORS[1], label="valid")
+    grow.plot(it, s["n_new_labels"], "ko-", ms=4, label="new this iteration")
+    grow.set_xlabel("iteration")
+    grow.set_ylabel("labelled structures")
+    grow.set_xticks(it)
+    grow.legend(fontsize=8)
+    grow.set_title("Dataset growth")
+    failures = pd.DataFrame([dict(f or {}) for f in s.get("label_failures", [{}] * len(s))],
+                            index=it).fillna(0)
+    if failures.empty or failures.to_numpy().sum() == 0:
+        _empty(fail, "no label failures")
+    else:
+        bottom = np.zeros(len(it))
+        for k, kind in enumerate(failures.columns):
+            fail.bar(it, failures[kind], bottom=bottom, label=kind,
+                     color=list(CLASS_COLORS.values())[k % 3] if k < 3 else None)
+            bottom += failures[kind].to_numpy()
+        fail.set_xticks(it)
+        fail.set_xlabel("iteration")
+        fail.set_ylabel("structures that failed to label")
+        fail.legend(fontsize=8)
+    fail.set_title("Label failures by reason")
+    return fig
+
+
+BENCH_STAGE = re.compile(r"(iter_\d{3}|test)")
+
+
+def read_benchmarks(root: str | os.PathLike, skip=("report", "campaign")) -> pd.DataFrame:
+    """Wall and CPU time of every finished job from Snakemake's benchmark files
+    under ``root`` (``<rule>/<wildcards>.tsv`` or ``<rule>.tsv``): columns
+    ``rule``, ``stage`` (``iter_NNN``, ``test`` or ``setup``), ``iteration``
+    (-1 for the test set and set-up), ``seconds``, ``cpu_seconds``,
+    ``max_rss_mb``. Lines of a job that ran several times (``repeat``) are
+    averaged. Rules in ``skip`` (the report's own) are left out."""
+    root = Path(root)
+    rows = []
+    for path in sorted(root.rglob("*.tsv")):
+        rel = path.relative_to(root)
+        rule = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        if rule in skip:
+            continue
+        match = BENCH_STAGE.search(rel.stem) if len(rel.parts) > 1 else None
+        stage = match.group(1) if match else "setup"
+        try:
+            table = pd.read_csv(path, sep="\t")
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            continue  # a job killed while writing it: nothing to count
+        if table.empty or "s" not in table:
+            continue
+        rows.append({
+            "rule": rule, "stage": stage,
+            "iteration": int(stage[5:]) if stage.startswith("iter_") else -1,
+            "seconds": float(pd.to_numeric(table["s"], errors="coerce").mean()),
+            "cpu_seconds": float(pd.to_numeric(table.get("cpu_time"), errors="coerce").mean())
+            if "cpu_time" in table else np.nan,
+            "max_rss_mb": float(pd.to_numeric(table.get("max_rss"), errors="coerce").mean())
+            if "max_rss" in table else np.nan,
+        })
+    return pd.DataFrame(rows, columns=["rule", "stage", "iteration", "seconds", "cpu_seconds",
+                                       "max_rss_mb"])
+
+
+def _stage_label(stage: str) -> str:
+    if stage.startswith("iter_"):
+        return f"iteration {int(stage[5:])}"
+    return {"test": "test set", "setup": "set-up"}.get(stage, stage)
+
+
+def compute(bench: pd.DataFrame, last_iteration: int | None = None) -> Figure:
+    """Summed job wall time per rule, per iteration (set-up and the test set
+    first), stacked, from :func:`read_benchmarks`. Jobs of later iterations
+    than ``last_iteration`` are left out."""
+    fig, (ax,) = _figure(width=6.5, height=3.8)
+    b = bench if last_iteration is None else bench[bench["iteration"] <= last_iteration]
+    if b.empty:
+        _empty(ax, "no finished jobs")
+        return fig
+    pivot = b.pivot_table(index="stage", columns="rule", values="seconds",
+                          aggfunc="sum").fillna(0) / 60
+    order = sorted(pivot.index, key=lambda s: (s.startswith("iter_"), s))
+    pivot = pivot.loc[order]
+    pivot = pivot[pivot.sum().sort_values(ascending=False).index]
+    x = np.arange(len(pivot))
+    bottom = np.zeros(len(pivot))
+    cmap = matplotlib.colormaps["tab20"]
+    for k, rule in enumerate(pivot.columns):
+        ax.bar(x, pivot[rule], bottom=bottom, label=rule, color=cmap(k % 20))
+        bottom += pivot[rule].to_numpy()
+    ax.set_xticks(x, [_stage_label(s) for s in pivot.index], fontsize=8)
+    ax.set_ylabel("job wall time, summed (min)")
+    fig.legend(fontsize=8, title="rule", title_fontsize=8, loc="outside right upper")
+    total = b["seconds"].sum() / 60
+    ax.set_title(f"Where the compute went: {total:.1f} job-minutes in {len(b)} jobs")
+    return fig
