@@ -147,7 +147,7 @@ def parity(predictions: pd.DataFrame, title: str, baseline: pd.DataFrame | None 
         ax.set_aspect("equal")
         ax.set_xlabel(f"reference {quantity} ({unit})")
         ax.set_ylabel(f"committee {quantity} ({unit})")
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16))
         ax.grid(alpha=0.3)
     fig.suptitle(f"Parity on the held-out test set: {title}")
     return fig
@@ -192,17 +192,14 @@ def deviation_histogram(frames: pd.DataFrame, trust_lo: float, trust_hi: float,
     if chosen.any():
         ax.hist(shown[chosen.to_numpy()], bins=bins, histtype="step", color="k", lw=1.5,
                 label=f"selected: {int(chosen.sum())}")
-    for level, name in ((trust_lo, "trust_lo"), (trust_hi, "trust_hi")):
-        if not level > 0:
-            continue  # a level of 0 has no place on a log axis
-        ax.axvline(level, color="k", ls="--", lw=1)
-        ax.annotate(f"{name} {level:.3g}", (level, 1), xycoords=("data", "axes fraction"),
-                    xytext=(3, -12), textcoords="offset points", fontsize=8)
+    for level, name, style in ((trust_lo, "trust_lo", "--"), (trust_hi, "trust_hi", ":")):
+        if level > 0:  # a level of 0 has no place on a log axis
+            ax.axvline(level, color="k", ls=style, lw=1.2, label=f"{name} {level:.3g} eV/Å")
     ax.set_xscale("log")
     _log_axis(ax.xaxis)
     ax.set_xlabel("committee force deviation, max over atoms (eV/Å)")
     ax.set_ylabel("sampled frames")
-    ax.legend(fontsize=8, loc="upper left")
+    fig.legend(fontsize=8, loc="outside right upper")
     ax.set_title(title or f"Committee deviation of {len(frames)} sampled frames")
     return fig
 

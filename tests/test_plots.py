@@ -88,8 +88,9 @@ def frames_table():
 def test_deviation_histogram_counts_classes_and_draws_levels(tmp_path):
     fig = plots.deviation_histogram(frames_table(), 0.05, 0.5)
     (ax,) = fig.axes
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["accurate: 3", "candidate: 4", "failed: 2", "selected: 3"]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["accurate: 3", "candidate: 4", "failed: 2", "selected: 3",
+                      "trust_lo 0.05 eV/Å", "trust_hi 0.5 eV/Å"]
     heights = [sum(p.get_height() for p in c) for c in ax.containers]
     # one stacked layer per class; the NaN frame is counted as failed, at the top bin
     assert heights[:3] == [3, 4, 2]
