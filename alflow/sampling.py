@@ -9,6 +9,7 @@ momenta) when it ran long enough, else a trusted frame with fresh velocities.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -190,6 +191,44 @@ def explore(start: Atoms, calc, walker: Walker, *, start_note: str, steps: int,
         "segments": segments, "n_frames": len(frames), "max_deviation": max(devs, default=None),
     }
     return Exploration(frames, res.state, record)
+
+
+def explore_pack(walkers: list[Walker], starts: list[tuple[Atoms, str]], calc, *,
+                 seeds: list[int], batched: bool = True, batch_size: int = 16,
+                 describe: Callable[[Atoms], np.ndarray] | None = None,
+                 **kwargs) -> list[Exploration]:
+    """:func:`explore` every walker of a pack with the committee ``calc`` (a
+    mace-torch calculator); ``kwargs`` are explore's (steps, trusted, ...).
+
+    ``batched``: all walkers advance together and the committee evaluates
+    every running walker in one forward pass per member (at most
+    ``batch_size`` walkers each, :mod:`alflow.batching`); otherwise one
+    walker after the other, one call per walker and step. Both give the
+    same trajectories up to floating-point round-off. Each record gets
+    ``seconds``, the walker's wall time (overlapping when batched).
+    """
+    def task(walker, start, note, seed):
+        def run(walker_calc):
+            t0 = time.time()
+            out = explore(start, walker_calc, walker, start_note=note, seed=seed,
+                          describe=describe, **kwargs)
+            out.record["seconds"] = round(time.time() - t0, 2)
+            return out
+        return run
+
+    tasks = [task(w, start, note, seed) for w, (start, note), seed in zip(walkers, starts, seeds)]
+    if not batched:
+        return [run(calc) for run in tasks]
+    from .batching import CommitteeBatch, locked, run_batched
+
+    if describe is not None:  # descriptors use the shared calculator: one thread at a time
+        describe = locked(describe)
+    evaluate = CommitteeBatch(calc, batch_size)
+    out = run_batched(tasks, evaluate)
+    log.info("pack of %d walkers: %d forward passes per committee member (batch size %d, %d "
+             "structures evaluated alone after non-finite forces)", len(tasks),
+             evaluate.forward_passes, evaluate.batch_size, evaluate.isolated)
+    return out
 
 
 def run_walker(atoms: Atoms, calc, walker: Walker, *, steps: int, timestep_fs: float,

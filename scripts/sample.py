@@ -1,6 +1,4 @@
 """Run one pack of MD walkers with the committee of the previous iteration."""
-import time
-
 from ase.data import atomic_numbers
 
 from alflow import gpu, logs, sampling
@@ -50,17 +48,15 @@ else:
     species = sorted(atomic_numbers[e] for e in p.elements)
     describe = ((lambda atoms: sampling.structure_descriptor(calc, atoms, species))
                 if p.descriptors else None)
-    frames, states, records = [], [], []
-    for walker, (start, why) in zip(mine, starts):
-        t0 = time.time()
-        run = sampling.explore(
-            start, calc, walker, start_note=why, steps=s["steps"], trusted=trusted,
-            max_restarts=s["max_restarts"], seed=p.seed * 100003 + it * 1009 + walker.index,
-            timestep_fs=s["timestep_fs"], save_every=s["save_every"], friction=s["friction"],
-            trust_hi=p.trust_hi, describe=describe, progress=log.info)
-        frames += run.frames
-        states.append(run.state)
-        records.append({**run.record, "seconds": round(time.time() - t0, 2)})
+    runs = sampling.explore_pack(
+        mine, starts, calc, seeds=[p.seed * 100003 + it * 1009 + w.index for w in mine],
+        batched=s["batched"], batch_size=s["batch_size"], describe=describe,
+        steps=s["steps"], trusted=trusted, max_restarts=s["max_restarts"],
+        timestep_fs=s["timestep_fs"], save_every=s["save_every"], friction=s["friction"],
+        trust_hi=p.trust_hi, progress=log.info)
+    frames = [a for run in runs for a in run.frames]
+    states = [run.state for run in runs]
+    records = [run.record for run in runs]
     write_frames(sm.output.frames, frames)
     write_frames(sm.output.states, states)
     write_json(sm.output.records, {"walkers": records})
