@@ -16,6 +16,9 @@ DEVIATION_KEY = "committee_force_dev"  # max over atoms of the committee force s
 
 # Why a structure could not be labelled (Atoms.info of frames in failed_*.xyz).
 FAILURE_KEY = "label_failure"
+# How a labelled structure was rescued, e.g. an SCF retried with safer settings
+# (Atoms.info of labelled frames; absent when the first calculation succeeded).
+RETRY_KEY = "label_retry"
 
 # Written by the sample step on every saved frame: the committee-mean forces
 # (Atoms.arrays, eV/Angstrom), compared with the reference labels afterwards to

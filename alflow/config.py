@@ -41,6 +41,15 @@ def minutes(value: int | float | str) -> int:
     return max(1, math.ceil(humanfriendly.parse_timespan(text) / 60))
 
 
+def seconds(value: int | float | str) -> float:
+    """A duration in seconds from a number of minutes or a string like '30s', '20m', '1h'."""
+    if isinstance(value, (int, float)):
+        return 60.0 * value
+    text = str(value).strip()
+    return 60.0 * float(text) if text.replace(".", "", 1).isdigit() else float(
+        humanfriendly.parse_timespan(text))
+
+
 def n_chunks(n_structures: int, chunk_size: int) -> int:
     return max(1, math.ceil(n_structures / chunk_size))
 
@@ -92,6 +101,7 @@ def check(config: dict) -> None:
         raise ConfigError(f"committee.mace: {sorted(clash)} are set by the workflow; "
                           "use the dedicated keys (committee.epochs, committee.device, ...)")
     _check_reference(config)
+    _check_foundation(config)
     for rule in DEFAULT_RESOURCES:
         runtime = resources(config, rule)["runtime"]
         try:
@@ -107,20 +117,48 @@ def _check_reference(config: dict) -> None:
         missing = set(elements(config)) - set(e0s)
         if missing:
             raise ConfigError(f"reference.e0s: no energy for {sorted(missing)}")
+    if ref["time_limit"] is not None:
+        try:
+            seconds(ref["time_limit"])
+        except Exception as exc:
+            raise ConfigError(f"reference.time_limit: cannot read {ref['time_limit']!r} as a "
+                              "duration") from exc
     if ref["kind"] == "cp2k":
-        from .cp2k import load_template
+        from .cp2k import check_elements, load_template
 
         template = ref["cp2k"]["template"]
         try:
-            load_template(template)
+            parsed = load_template(template)
         except (ValueError, OSError) as exc:
             raise ConfigError(f"reference.cp2k.template: {exc}") from exc
+        problems = check_elements(parsed, elements(config))
+        if problems:
+            raise ConfigError(f"reference.cp2k.template: {template} cannot label these "
+                              f"structures: {'; '.join(problems)}")
     else:
         calc_path = ref["ase"]["calculator"]
         try:
             import_object(calc_path)
         except (ImportError, AttributeError, ValueError) as exc:
             raise ConfigError(f"reference.ase.calculator: cannot import {calc_path!r}: {exc}") from exc
+
+
+def _check_foundation(config: dict) -> None:
+    com, boot = config["committee"], config["bootstrap"]
+    model = com["foundation_model"]
+    if model is not None and not Path(model).is_file():
+        raise ConfigError(
+            f"committee.foundation_model: no such file {model!r}. The workflow never downloads "
+            "models: download one first (see the README, 'Starting from a foundation model') "
+            "and give its path")
+    if boot["source"] == "foundation_md" and model is None and not boot["dataset"]:
+        raise ConfigError("bootstrap.source: foundation_md needs committee.foundation_model")
+    if model is not None and com["foundation_finetuning"] == "multihead" \
+            and "pt_train_file" not in com["mace"]:
+        raise ConfigError(
+            "committee.foundation_finetuning: multihead replays the foundation model's "
+            "pre-training data; give it as committee.mace.pt_train_file (a local extxyz; "
+            "the workflow downloads nothing), or use naive")
 
 
 def import_object(dotted: str):

@@ -16,6 +16,7 @@ i.e. ``stress = (1/V) dE/d(strain)``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import os
@@ -55,7 +56,7 @@ __all__ = [
 # --------------------------------------------------------------------------
 
 #: Machine-readable failure kinds of :class:`Cp2kError`.
-ERROR_KINDS = ("scf_not_converged", "crashed", "truncated", "parse_error")
+ERROR_KINDS = ("scf_not_converged", "crashed", "truncated", "parse_error", "timeout")
 
 
 class Cp2kError(RuntimeError):
@@ -195,6 +196,144 @@ def _resolve_data_file(name: str, base_dir: Path) -> str:
     if not Path(name).is_absolute() and candidate.is_file():
         return str(candidate.resolve())
     return name  # CP2K will look it up in its data directory
+
+
+# --------------------------------------------------------------------------
+# Pre-flight checks and safer settings
+# --------------------------------------------------------------------------
+
+#: Quickstep methods that need a basis set and a pseudopotential per element
+#: (the semi-empirical ones, xTB, DFTB, PM6, ..., need neither).
+BASIS_METHODS = {"gpw", "gapw", "gapw_xc", "lrigpw", "rigpw", "ofgpw"}
+
+
+def data_directory() -> Path | None:
+    """CP2K's data directory: ``$CP2K_DATA_DIR``, else Debian's /usr/share/cp2k;
+    None when neither exists (e.g. on a login node without the CP2K module)."""
+    for candidate in (os.environ.get("CP2K_DATA_DIR"), "/usr/share/cp2k"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+def needs_basis(template: Cp2kTemplate) -> bool:
+    """Whether the template's method needs BASIS_SET and POTENTIAL per element."""
+    force_eval = template.tree["+force_eval"][0]
+    if str(force_eval.get("method", "quickstep")).lower() not in ("qs", "quickstep"):
+        return False
+    method = str(force_eval.get("+dft", {}).get("+qs", {}).get("method", "gpw")).lower()
+    return method in BASIS_METHODS
+
+
+def check_elements(template: Cp2kTemplate, elements: Sequence[str],
+                   data_dir: Path | None = None) -> list[str]:
+    """What the template lacks to label structures with these elements, one
+    line per problem (empty: nothing). For methods with basis sets
+    (:data:`BASIS_METHODS`): every element needs a ``&KIND`` named after it
+    with ``BASIS_SET`` and ``POTENTIAL`` (the workflow's coordinates use the
+    chemical symbols as kind names), the data files named in ``&DFT`` must
+    exist (next to the template, absolute, or in ``data_dir``, default
+    :func:`data_directory`; not checked when it is unknown) and must list
+    that basis set and potential for that element."""
+    if not needs_basis(template):
+        return []
+    force_eval = template.tree["+force_eval"][0]
+    dft = force_eval.get("+dft", {})
+    kinds = {str(k.get("_", "")).lower(): k for k in force_eval.get("+subsys", {}).get("+kind", [])}
+    data_dir = data_dir or data_directory()
+    tables, problems = {}, []
+    for key, what in (("basis_set_file_name", "basis set"), ("potential_file_name", "potential")):
+        names = dft.get(key) or (["BASIS_SET"] if what == "basis set" else ["POTENTIAL"])
+        names = names if isinstance(names, list) else [names]
+        found = [_data_file(n, data_dir) for n in names]
+        problems += [f"{key.upper()} {n}: no such file next to the template or in "
+                     f"CP2K's data directory {data_dir}" for n, f in zip(names, found)
+                     if f is None and data_dir is not None]
+        tables[what] = _named_entries([f for f in found if f is not None])
+        tables[what + " files"] = names
+    method = str(dft.get("+qs", {}).get("method", "gpw")).upper()
+    for element in elements:
+        kind = kinds.get(element.lower())
+        if kind is None:
+            problems.append(f"element {element}: no &KIND {element} section with BASIS_SET and "
+                            f"POTENTIAL (method {method} needs both for every element)")
+            continue
+        basis = kind.get("basis_set") or []
+        basis = [str(b).split()[-1] for b in (basis if isinstance(basis, list) else [basis])]
+        for what, names in (("basis set", basis), ("potential", [kind.get("potential")])):
+            names = [n for n in names if n]
+            keyword = "BASIS_SET" if what == "basis set" else "POTENTIAL"
+            if not names:
+                problems.append(f"element {element}: &KIND {element} has no {keyword}")
+                continue
+            known = tables[what]
+            if known is None:  # data files unknown here: cannot look the names up
+                continue
+            for name in names:
+                if (element.lower(), name.lower()) not in known:
+                    problems.append(f"element {element}: {what} {name} is not in "
+                                    f"{', '.join(tables[what + ' files'])}")
+    return problems
+
+
+def _data_file(name: str, data_dir: Path | None) -> Path | None:
+    path = Path(name)
+    if path.is_absolute():
+        return path if path.is_file() else None
+    if data_dir is not None and (data_dir / name).is_file():
+        return data_dir / name
+    return None
+
+
+def _named_entries(files: Sequence[Path]) -> set[tuple[str, str]] | None:
+    """(element, name) pairs of CP2K basis/potential files: lines that start with
+    an element symbol followed by the names of the entry; None without files."""
+    if not files:
+        return None
+    entries: set[tuple[str, str]] = set()
+    for path in files:
+        for line in path.read_text(errors="replace").splitlines():
+            words = line.split("#", 1)[0].split()
+            if len(words) >= 2 and words[0].capitalize() in atomic_numbers:
+                entries.update((words[0].lower(), w.lower()) for w in words[1:])
+    return entries
+
+
+def safer_scf(template: Cp2kTemplate) -> tuple[Cp2kTemplate, str]:
+    """A copy of the template whose SCF is harder to fail, and what changed.
+
+    With OT (``&SCF/&OT``): twice the inner steps (at least 50) and an outer
+    loop with twice its steps (at least 20), the robust CG minimizer instead
+    of DIIS. With diagonalisation: twice the steps (at least 100) and half the
+    mixing (Broyden when the template had none). Everything else is kept.
+    """
+    tree = copy.deepcopy(template.tree)
+    dft = tree["+force_eval"][0].setdefault("+dft", {})
+    scf = dft.setdefault("+scf", {})
+    changes = []
+
+    def more(section, key, floor, label):
+        old = int(section.get(key, 50))
+        section[key] = max(2 * old, floor)
+        changes.append(f"{label} {old} -> {section[key]}")
+
+    if "+ot" in scf:
+        more(scf, "max_scf", 50, "MAX_SCF")
+        if "+outer_scf" in scf:
+            more(scf["+outer_scf"], "max_scf", 20, "OUTER_SCF/MAX_SCF")
+        else:
+            scf["+outer_scf"] = {"eps_scf": scf.get("eps_scf", 1e-5), "max_scf": 20}
+            changes.append("added OUTER_SCF with MAX_SCF 20")
+        if str(scf["+ot"].get("minimizer", "cg")).lower() == "diis":
+            scf["+ot"]["minimizer"] = "cg"
+            changes.append("OT minimizer DIIS -> CG")
+    else:
+        more(scf, "max_scf", 100, "MAX_SCF")
+        mixing = scf.setdefault("+mixing", {"method": "broyden_mixing"})
+        old = float(mixing.get("alpha", 0.4))
+        mixing["alpha"] = old / 2
+        changes.append(f"MIXING/ALPHA {old:g} -> {old / 2:g}")
+    return dataclasses.replace(template, tree=tree), ", ".join(changes)
 
 
 # --------------------------------------------------------------------------
@@ -556,7 +695,8 @@ def _execute(argv: list[str], workdir: Path, env: dict[str, str], timeout: float
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         proc.communicate()
-        raise Cp2kError("crashed", f"timed out after {timeout} s and was killed") from None
+        raise Cp2kError("timeout", f"exceeded the per-structure time limit of {timeout:g} s "
+                        "and was killed") from None
     except BaseException:
         _kill_group(proc)
         raise

@@ -43,3 +43,18 @@ def failure_counts(failed: list[Atoms]) -> dict[str, int]:
     kinds = Counter(str(a.info.get(FAILURE_KEY, "unknown")).split(":", 1)[0].strip() or "unknown"
                     for a in failed)
     return dict(sorted(kinds.items()))
+
+
+def failure_rate(n_labelled: int, failures: dict[str, int]) -> float:
+    """Share of the structures sent to the reference that failed (0 without any)."""
+    n_failed = sum(failures.values())
+    return n_failed / (n_labelled + n_failed) if n_labelled + n_failed else 0.0
+
+
+def empty_reason(failures: dict[str, int]) -> str:
+    """Why there is nothing to train on, naming the dominant failure kind."""
+    n_failed = sum(failures.values())
+    if not n_failed:
+        return "no structures were labelled and none failed"
+    kind, count = max(failures.items(), key=lambda kv: kv[1])
+    return f"all {n_failed} labels failed, {count} of them with {kind}"

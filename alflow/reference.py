@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -22,8 +23,10 @@ import ase.io
 import numpy as np
 from ase import Atoms
 
-from . import ENERGY_KEY, FAILURE_KEY, FORCES_KEY, STRESS_KEY
-from .cp2k import ATOM_BOX, Cp2kError, Cp2kTemplate, launch_command, load_template, run_cp2k
+from . import ENERGY_KEY, FAILURE_KEY, FORCES_KEY, RETRY_KEY, STRESS_KEY
+from .config import seconds
+from .cp2k import (ATOM_BOX, Cp2kError, Cp2kTemplate, launch_command, load_template, run_cp2k,
+                   safer_scf)
 from .cp2k import isolated_atom_energy as cp2k_isolated_atom_energy
 from .io import atomic_path, read_frames, write_frames
 
@@ -78,7 +81,10 @@ class Reference(ABC):
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         result = self._compute(atoms, workdir)
-        return _with_labels(atoms, result["energy"], result["forces"], result.get("stress"))
+        labelled = _with_labels(atoms, result["energy"], result["forces"], result.get("stress"))
+        if result.get("retry"):
+            labelled.info[RETRY_KEY] = result["retry"]
+        return labelled
 
     @abstractmethod
     def _compute(self, atoms: Atoms, workdir: Path) -> dict[str, Any]:
@@ -110,9 +116,11 @@ class Cp2kReference(Reference):
         tasks: int = 1,
         cpus_per_task: int = 1,
         timeout: float | None = None,
+        scf_retry: bool = True,
     ) -> None:
         self.template = template
         self.command = command
+        self.scf_retry = scf_retry
         self.run_kwargs: dict[str, Any] = {
             "command": command,
             "mpi": mpi,
@@ -135,7 +143,18 @@ class Cp2kReference(Reference):
         try:
             return run_cp2k(atoms, self.template, workdir, **self.run_kwargs)
         except Cp2kError as exc:
-            raise LabelFailure(exc.kind, exc.message) from exc
+            if exc.kind != "scf_not_converged" or not self.scf_retry:
+                raise LabelFailure(exc.kind, exc.message) from exc
+            first = exc
+        # Once more with safer SCF settings, in its own directory (the first
+        # run's output stays next to it); the label says it was retried.
+        safer, changes = safer_scf(self.template)
+        try:
+            result = run_cp2k(atoms, safer, workdir / "scf_retry", **self.run_kwargs)
+        except Cp2kError as exc:
+            raise LabelFailure(exc.kind, f"{first.message}; retried with {changes}: "
+                                         f"{exc.message}") from exc
+        return {**result, "retry": f"scf retried ({changes})"}
 
     def isolated_atom_energy(self, symbol: str, workdir: str | os.PathLike[str]) -> float:
         try:
@@ -204,6 +223,7 @@ def _with_labels(atoms: Atoms, energy: Any, forces: Any, stress: Any) -> Atoms:
     labelled.arrays[FORCES_KEY] = forces
     labelled.info.pop(STRESS_KEY, None)
     labelled.info.pop(FAILURE_KEY, None)
+    labelled.info.pop(RETRY_KEY, None)
     if stress is not None and np.all(atoms.pbc):
         stress = np.array(stress, dtype=float).reshape(6)
         if not np.all(np.isfinite(stress)):
@@ -227,12 +247,15 @@ def make_reference(
     kind = ref_cfg.get("kind", "cp2k")
     if kind == "cp2k":
         cfg = ref_cfg.get("cp2k", {})
+        limit = ref_cfg.get("time_limit")
         return Cp2kReference(
             load_template(cfg.get("template", "config/cp2k/water_xtb.inp")),
             command=cfg.get("command", "cp2k"),
             mpi=_first_set(mpi, cfg.get("mpi"), "mpirun"),
             tasks=_first_set(tasks, cfg.get("tasks"), 1),
             cpus_per_task=_first_set(cpus_per_task, cfg.get("cpus_per_task"), 1),
+            timeout=None if limit is None else seconds(limit),
+            scf_retry=cfg.get("scf_retry", True),
         )
     if kind == "ase":
         cfg = ref_cfg.get("ase", {})
@@ -272,7 +295,11 @@ def label_cached(reference: Reference, atoms: Atoms, workdir: str | os.PathLike[
     key = structure_hash(atoms, reference)
     cached = _read_cached(workdir, key)
     if cached is not None:
-        return _with_labels(atoms, cached.info[ENERGY_KEY], cached.arrays[FORCES_KEY], cached.info.get(STRESS_KEY))
+        labelled = _with_labels(atoms, cached.info[ENERGY_KEY], cached.arrays[FORCES_KEY],
+                                cached.info.get(STRESS_KEY))
+        if RETRY_KEY in cached.info:
+            labelled.info[RETRY_KEY] = cached.info[RETRY_KEY]
+        return labelled
     (workdir / HASH_NAME).unlink(missing_ok=True)
     labelled = reference.label(atoms, workdir)
     write_frames(workdir / RESULT_NAME, [labelled])
@@ -305,7 +332,10 @@ def label_chunk(
     Frame ``k`` is computed in ``workdir/struct_{k:04d}``.  Labelled frames
     go to ``out_path``, failed ones (input frame plus ``info[FAILURE_KEY] =
     "<kind>: <message>"``) to ``failed_path``; both are written atomically,
-    as empty files when there is nothing.  Returns ``{"n_input",
+    as empty files when there is nothing.  When every structure (at least
+    two) failed with the same error, the chunk itself fails with
+    :class:`SystematicFailure` naming that error: a missing basis set or a
+    broken launcher is not a property of the structures.  Returns ``{"n_input",
     "n_labelled", "n_failed", "failures": {kind: count}}``.
     """
     frames = read_frames(in_path)
@@ -323,6 +353,12 @@ def label_chunk(
             failures[exc.kind] += 1
             log.warning("structure %d/%d FAILED (%s): %s", k + 1, len(frames), exc.kind,
                         exc.message)
+    systematic = None if labelled else _systematic_failure(failed)
+    if systematic:
+        raise SystematicFailure(
+            f"all {len(frames)} structures of {in_path} failed with the same error, so the "
+            f"reference itself is the problem, not the structures: {systematic} (CP2K input "
+            f"and output of each: {Path(workdir) / 'struct_*'})")
     write_frames(out_path, labelled)
     write_frames(failed_path, failed)
     return {
@@ -331,6 +367,17 @@ def label_chunk(
         "n_failed": len(failed),
         "failures": dict(failures),
     }
+
+
+class SystematicFailure(RuntimeError):
+    """Every structure of a chunk failed for the same reason: the chunk fails."""
+
+
+def _systematic_failure(failed: list[Atoms], minimum: int = 2) -> str | None:
+    """The failure shared by every structure (at least ``minimum``), numbers
+    ignored when comparing; None when they differ or some were labelled."""
+    reasons = {re.sub(r"\d+(\.\d+)?", "#", str(a.info.get(FAILURE_KEY))) for a in failed}
+    return failed[0].info[FAILURE_KEY] if len(failed) >= minimum and len(reasons) == 1 else None
 
 
 def _failed_frame(atoms: Atoms, failure: LabelFailure) -> Atoms:

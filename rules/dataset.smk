@@ -11,6 +11,7 @@ rule dataset:
         summary=res("iter_{it}/dataset/summary.json"),
     params:
         valid_fraction=config["dataset"]["valid_fraction"],
+        max_failure_rate=config["reference"]["max_failure_rate"],
     log:
         logpath("dataset/iter_{it}.log"),
     benchmark:

@@ -1,13 +1,21 @@
 """Label one chunk with the reference; failures are kept aside, not lost."""
+import sys
+
 from alflow import logs
-from alflow.reference import label_chunk, make_reference
+from alflow.reference import SystematicFailure, label_chunk, make_reference
 
 sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])
 ref = make_reference(sm.params.reference, mpi=sm.resources.mpi, tasks=sm.resources.tasks,
                      cpus_per_task=sm.resources.cpus_per_task)
 log.info("%s", ref.describe())
-counts = label_chunk(sm.input[0], sm.output.labelled, sm.output.failed, ref, sm.params.workdir)
+try:
+    counts = label_chunk(sm.input[0], sm.output.labelled, sm.output.failed, ref, sm.params.workdir)
+except SystematicFailure as exc:  # the reason belongs in Snakemake's own output too
+    log.error("%s", exc)
+    print(f"ERROR in label job {sm.wildcards.stage} chunk {sm.wildcards.c}: {exc}",
+          file=sys.__stderr__)
+    raise
 log.info("labelled %(n_labelled)d of %(n_input)d structures, %(n_failed)d failed", counts)
 if counts["n_failed"]:
     log.warning("failures by kind: %s (details in %s)", counts["failures"], sm.output.failed)

@@ -376,3 +376,56 @@ def test_isolated_atom_energy_xtb(xtb, tmp_path, symbol, multiplicity, energy):
     dft = tree["+force_eval"][0]["+dft"]
     assert dft["uks"] is True and dft["multiplicity"] == multiplicity
     assert [c[0] for c in parser.coords()] == [symbol]
+
+
+# --------------------------------------------------------------------------
+# pre-flight checks and safer SCF settings
+# --------------------------------------------------------------------------
+
+
+def test_check_elements_names_what_a_basis_set_method_lacks(tmp_path):
+    pbe = cp2k.load_template(PBE)
+    assert cp2k.needs_basis(pbe) and cp2k.check_elements(pbe, ["H", "O"]) == []
+    problems = cp2k.check_elements(pbe, ["H", "N", "O"])
+    assert problems == ["element N: no &KIND N section with BASIS_SET and POTENTIAL "
+                        "(method GPW needs both for every element)"]
+    wrong = write_template(tmp_path, PBE.read_text().replace("GTH-PBE-q6", "GTH-PBE-q7"), "w.inp")
+    assert cp2k.check_elements(wrong, ["H", "O"]) == [
+        "element O: potential GTH-PBE-q7 is not in GTH_POTENTIALS"]
+    nobasis = write_template(tmp_path, PBE.read_text().replace(
+        "BASIS_SET DZVP-MOLOPT-SR-GTH\n      POTENTIAL GTH-PBE-q1", "POTENTIAL GTH-PBE-q1"), "b.inp")
+    assert cp2k.check_elements(nobasis, ["H", "O"]) == ["element H: &KIND H has no BASIS_SET"]
+    nofile = write_template(tmp_path, PBE.read_text().replace("BASIS_MOLOPT", "BASIS_NOPE"), "f.inp")
+    assert cp2k.check_elements(nofile, ["H", "O"], data_dir=Path("/usr/share/cp2k"))[0].startswith(
+        "BASIS_SET_FILE_NAME BASIS_NOPE: no such file")
+    # a basis file next to the template is found there
+    (tmp_path / "MY_BASIS").write_text("H  MINE\n 1\n 1 0 0 1 1\n 1.0 1.0\nO MINE\n")
+    local = write_template(tmp_path, PBE.read_text().replace("BASIS_MOLOPT", "MY_BASIS")
+                           .replace("DZVP-MOLOPT-SR-GTH", "MINE"), "l.inp")
+    assert cp2k.check_elements(local, ["H", "O"]) == []
+
+
+def test_check_elements_no_false_alarm_for_xtb(xtb):
+    assert not cp2k.needs_basis(xtb)
+    assert cp2k.check_elements(xtb, ["H", "O", "N", "Fe"]) == []
+
+
+def test_safer_scf_settings(xtb, tmp_path):
+    safer, changes = cp2k.safer_scf(xtb)
+    scf = safer.tree["+force_eval"][0]["+dft"]["+scf"]
+    assert scf["max_scf"] == 50 and scf["+outer_scf"]["max_scf"] == 40
+    assert scf["+ot"]["minimizer"] == "cg" and "MAX_SCF 10 -> 50" in changes
+    assert xtb.tree["+force_eval"][0]["+dft"]["+scf"]["max_scf"] == 10  # the original is kept
+    diag = write_template(tmp_path, DIAG_TEMPLATE.format(max_scf=2))
+    safer, changes = cp2k.safer_scf(diag)
+    scf = safer.tree["+force_eval"][0]["+dft"]["+scf"]
+    assert scf["max_scf"] == 100 and scf["+mixing"]["alpha"] == pytest.approx(0.2)
+    assert changes == "MAX_SCF 2 -> 100, MIXING/ALPHA 0.4 -> 0.2"
+    cp2k.make_input(safer, water_molecule())  # still valid CP2K input
+
+
+def test_time_limit_kills_a_run_as_timeout(xtb, tmp_path):
+    big = water_box(n=4)  # 192 atoms: far longer than the limit
+    with pytest.raises(Cp2kError) as info:
+        cp2k.run_cp2k(big, xtb, tmp_path, mpi="", timeout=1.5)
+    assert info.value.kind == "timeout" and "1.5 s" in info.value.message

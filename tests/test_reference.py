@@ -11,11 +11,12 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 
-from alflow import ENERGY_KEY, FAILURE_KEY, FORCES_KEY, STRESS_KEY
+from alflow import ENERGY_KEY, FAILURE_KEY, FORCES_KEY, RETRY_KEY, STRESS_KEY
 from alflow.reference import (
     AseReference,
     Cp2kReference,
     LabelFailure,
+    SystematicFailure,
     label_chunk,
     make_reference,
 )
@@ -219,3 +220,92 @@ def test_label_chunk_cp2k_failures_and_resume(tmp_path, xtb_reference):
 @needs_cp2k
 def test_cp2k_reference_isolated_atom(tmp_path, xtb_reference):
     assert xtb_reference.isolated_atom_energy("H", tmp_path) == pytest.approx(-10.9235, abs=0.01)
+
+
+# --------------------------------------------------------------------------
+# failures that surface early and runs that recover
+# --------------------------------------------------------------------------
+
+DIAG_XTB = """\
+&FORCE_EVAL
+  METHOD QS
+  &DFT
+    &QS
+      METHOD xTB
+      &XTB
+        DO_EWALD T
+      &END XTB
+    &END QS
+    &SCF
+      SCF_GUESS MOPAC
+      MAX_SCF 2
+    &END SCF
+  &END DFT
+&END FORCE_EVAL
+"""
+
+
+@needs_cp2k
+def test_scf_retry_rescues_a_too_small_max_scf(tmp_path):
+    path = tmp_path / "diag.inp"
+    path.write_text(DIAG_XTB)
+    cfg = {"kind": "cp2k", "cp2k": {"template": str(path), "mpi": ""}}
+    labelled = make_reference(cfg).label(water(), tmp_path / "a")
+    assert labelled.info[RETRY_KEY] == "scf retried (MAX_SCF 2 -> 100, MIXING/ALPHA 0.4 -> 0.2)"
+    assert (tmp_path / "a" / "label.out").is_file()  # the failed first run stays for diagnosis
+    assert "SCF run NOT converged" in (tmp_path / "a" / "label.out").read_text()
+    # the same structure with a template that converges at once gives the same labels
+    path.write_text(DIAG_XTB.replace("MAX_SCF 2", "MAX_SCF 100"))
+    direct = make_reference(cfg).label(water(), tmp_path / "b")
+    assert RETRY_KEY not in direct.info and not (tmp_path / "b" / "scf_retry").exists()
+    np.testing.assert_allclose(labelled.arrays[FORCES_KEY], direct.arrays[FORCES_KEY], atol=1e-5)
+    # retry switched off: the structure fails as before
+    path.write_text(DIAG_XTB)
+    with pytest.raises(LabelFailure) as info:
+        make_reference({**cfg, "cp2k": {**cfg["cp2k"], "scf_retry": False}}).label(
+            water(), tmp_path / "c")
+    assert info.value.kind == "scf_not_converged"
+    # the retry is kept when the label is read back from the cache of a rerun
+    ase.io.write(tmp_path / "in.xyz", [water(seed=0), water(seed=1)])
+    paths = (tmp_path / "in.xyz", tmp_path / "out.xyz", tmp_path / "failed.xyz")
+    for _ in range(2):
+        label_chunk(*paths, make_reference(cfg), tmp_path / "chunk")
+        assert all(RETRY_KEY in a.info for a in read(paths[1]))
+
+
+@needs_cp2k
+def test_a_chunk_whose_every_structure_fails_alike_fails(tmp_path):
+    pbe = {"kind": "cp2k", "cp2k": {"template": str(REPO / "config" / "cp2k" / "water_pbe.inp"),
+                                     "mpi": ""}}
+    nitrogen = [Atoms("N2", positions=[[3, 3, 2.45 + d], [3, 3, 3.55]], cell=[6, 6, 6], pbc=True)
+                for d in (0.0, 0.05)]
+    ase.io.write(tmp_path / "in.xyz", nitrogen)
+    paths = (tmp_path / "in.xyz", tmp_path / "out.xyz", tmp_path / "failed.xyz")
+    with pytest.raises(SystematicFailure) as info:
+        label_chunk(*paths, make_reference(pbe), tmp_path / "work")
+    message = str(info.value)
+    assert "all 2 structures" in message and "<N>" in message and "crashed" in message
+    assert not paths[1].exists()  # no output pretends the chunk worked
+    # one good structure among them: the failures are the structures' own
+    ase.io.write(tmp_path / "in.xyz", nitrogen + [water()])
+    counts = label_chunk(*paths, make_reference(pbe), tmp_path / "work")
+    assert counts["n_labelled"] == 1 and counts["n_failed"] == 2
+
+
+@needs_cp2k
+def test_time_limit_per_structure_fails_only_that_structure(tmp_path):
+    big = molecule("H2O")
+    waters = Atoms(cell=[12.4] * 3, pbc=True)
+    rng = np.random.default_rng(0)
+    for idx in np.ndindex(4, 4, 4):  # 192 atoms: far longer than the limit
+        mol = big.copy()
+        mol.rotate(rng.uniform(0, 360), rng.normal(size=3), center="COM")
+        mol.translate((np.array(idx) + 0.5) * 3.1 - mol.get_center_of_mass())
+        waters += mol
+    ase.io.write(tmp_path / "in.xyz", [water(), waters])
+    paths = (tmp_path / "in.xyz", tmp_path / "out.xyz", tmp_path / "failed.xyz")
+    cfg = {"kind": "cp2k", "time_limit": "4s", "cp2k": {"template": str(XTB), "mpi": ""}}
+    counts = label_chunk(*paths, make_reference(cfg), tmp_path / "work")
+    assert counts["n_labelled"] == 1 and counts["failures"] == {"timeout": 1}
+    assert read(paths[2])[0].info[FAILURE_KEY].startswith("timeout: exceeded the per-structure "
+                                                          "time limit of 4 s")

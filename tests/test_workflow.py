@@ -47,6 +47,45 @@ def test_dry_run_rejects_bad_config_before_any_job(tmp_path):
     assert proc.returncode != 0 and "'samplng' was unexpected" in proc.stdout + proc.stderr
 
 
+def test_reference_that_cannot_label_the_elements_fails_the_dry_run(tmp_path):
+    """Water + N2 with the PBE template, whose KINDs cover only H and O: the dry
+    run fails naming the element, before any job; the xTB template needs no basis."""
+    from ase import Atoms
+    from ase.io import write
+
+    mixed = Atoms("N2", positions=[[1, 1, 1], [1, 1, 2.1]], cell=[8, 8, 8], pbc=True)
+    water = read_frames(REPO / "config" / "structures" / "water_8.xyz")[0]
+    write(tmp_path / "mixed.xyz", [water, mixed])
+    pbe = str(REPO / "config" / "cp2k" / "water_pbe.inp")
+    wd = make_campaign(tmp_path / "pbe", "xtb", structures=str(tmp_path / "mixed.xyz"),
+                       reference={"kind": "cp2k", "e0s": "auto", "cp2k": {"template": pbe}})
+    proc = run(wd, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "reference.cp2k.template" in out
+    assert "element N: no &KIND N section with BASIS_SET and POTENTIAL" in out
+    assert not (wd / "results").exists()
+    xtb = make_campaign(tmp_path / "xtb", "xtb", structures=str(tmp_path / "mixed.xyz"))
+    assert run(xtb, "-n").returncode == 0
+
+
+def test_labels_that_all_fail_alike_stop_the_job_with_the_reason(tmp_path):
+    """EMT has no parameters for Fe: every bootstrap label fails the same way,
+    and the label job itself fails with that reason instead of the campaign
+    stopping later at an empty training set."""
+    from ase.build import bulk
+    from ase.io import write
+
+    write(tmp_path / "fe.xyz", bulk("Fe", "bcc", a=2.87, cubic=True).repeat((2, 2, 2)))
+    wd = make_campaign(tmp_path / "fe", "emt", structures=str(tmp_path / "fe.xyz"),
+                       reference={"e0s": {"Fe": 0.0}}, test_set={"source": "perturbed"})
+    proc = run(wd, "--keep-going", check=False, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "structures of results/iter_000/bootstrap/chunk_0.xyz failed with the same error" in out
+    assert "calculator_error" in out and "Fe" in out
+    assert not list((wd / "results" / "iter_000" / "label").glob("chunk_*.xyz"))
+
+
 def mtimes(root):
     return {str(p.relative_to(root)): p.stat().st_mtime_ns
             for p in root.rglob("*") if p.is_file() and ".snakemake" not in p.parts}
