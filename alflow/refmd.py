@@ -163,6 +163,33 @@ def ase_md_frames(
     return frames
 
 
+def model_md_frames(
+    calc: Any,
+    structures: Sequence[Atoms],
+    temperatures: Sequence[float],
+    n_frames: int,
+    *,
+    timestep_fs: float,
+    equilibration_steps: int,
+    interval_steps: int,
+    friction: float,
+    seed: int,
+    tag: str,
+) -> list[Atoms]:
+    """``n_frames`` unlabelled frames of ASE MD with one calculator (e.g. a
+    foundation model) following :func:`md_plan`; run ``r`` uses seed
+    ``seed + r``. Frame ``k`` has ``info["origin"] = "<tag>:<T>K:<k>"``."""
+    frames: list[Atoms] = []
+    for run in md_plan(n_frames, temperatures, len(structures)):
+        frames += ase_md_frames(structures[run.structure], calc, run.temperature, run.n_frames,
+                                timestep_fs=timestep_fs, equilibration_steps=equilibration_steps,
+                                interval_steps=interval_steps, friction=friction,
+                                seed=seed + run.index)
+    for k, frame in enumerate(frames):
+        frame.info["origin"] = f"{tag}:{frame.info['temperature']:g}K:{k}"
+    return frames
+
+
 # --------------------------------------------------------------------------
 # CP2K
 # --------------------------------------------------------------------------

@@ -33,8 +33,11 @@ def e0s_argument(e0s: dict[str, float] | str) -> str:
 
 def mace_arguments(*, name: str, train_file: str, valid_file: str, work_dir: str,
                    e0s: dict[str, float] | str, seed: int, device: str, dtype: str,
-                   epochs: int, hyper: dict, foundation: str | None = None) -> list[str]:
-    """The argument list for mace_run_train."""
+                   epochs: int, hyper: dict, foundation: str | None = None,
+                   multihead: bool = False) -> list[str]:
+    """The argument list for mace_run_train; ``foundation``: the model to
+    fine-tune from (naively, or with ``multihead`` mace-torch's multihead
+    fine-tuning)."""
     clash = RESERVED & set(hyper)
     if clash:
         raise ValueError(f"committee.mace may not set {sorted(clash)}: the workflow sets them")
@@ -47,7 +50,7 @@ def mace_arguments(*, name: str, train_file: str, valid_file: str, work_dir: str
     }
     if foundation:
         args["foundation_model"] = foundation
-        args.setdefault("multiheads_finetuning", False)
+        args["multiheads_finetuning"] = multihead
     return [f"--{k}={_cli_value(v)}" for k, v in args.items()]
 
 
@@ -91,3 +94,23 @@ def train_member(*, output: str, work_dir: str, log_file: str, threads: int, **k
     tmp = Path(output).with_suffix(".model.tmp")
     shutil.copyfile(model, tmp)
     os.replace(tmp, output)
+
+
+def model_e0s(path: str | os.PathLike) -> dict[str, float]:
+    """The isolated-atom energies (eV) stored in a MACE model file, by element
+    (the first head of a multi-head model)."""
+    import torch
+    from ase.data import chemical_symbols
+
+    model = torch.load(path, map_location="cpu", weights_only=False)
+    energies = model.atomic_energies_fn.atomic_energies.detach().cpu().reshape(
+        -1, len(model.atomic_numbers))[0]
+    return {chemical_symbols[int(z)]: float(e) for z, e in zip(model.atomic_numbers, energies)}
+
+
+def e0s_mismatch(reference: dict[str, float], model: dict[str, float],
+                 tolerance: float = 1.0) -> dict[str, float]:
+    """Elements whose E0 in ``model`` differs from the reference's by more than
+    ``tolerance`` eV: {element: model - reference}."""
+    return {el: model[el] - e for el, e in sorted(reference.items())
+            if el in model and abs(model[el] - e) > tolerance}

@@ -1,27 +1,63 @@
-# Iteration 0: perturbed copies of the initial structures, a held-out test set,
-# and the isolated-atom energies (E0s) of the reference.
+# Iteration 0: structures to label (perturbed copies of the initial structures,
+# or frames of MD with a foundation model), a held-out test set, and the
+# isolated-atom energies (E0s) of the reference.
 
 
-rule bootstrap:
-    input:
-        config["structures"],
-    output:
-        [res(f"iter_000/bootstrap/chunk_{c}.xyz") for c in get_chunks("iter_000")],
-    params:
-        n=config["bootstrap"]["n_structures"],
-        rattle=config["bootstrap"]["rattle"],
-        strain=config["bootstrap"]["strain"],
-        seed=config["seed"],
-        tag="bootstrap",
-    log:
-        logpath("bootstrap.log"),
-    benchmark:
-        benchpath("bootstrap.tsv")
-    localrule: True
-    conda:
-        "../envs/python.yaml"
-    script:
-        "../scripts/perturb.py"
+if config["bootstrap"]["source"] == "foundation_md":
+
+    # Decorrelated frames of short NVT MD with the foundation model at the
+    # sampling temperatures: exploration before any reference label exists.
+    rule bootstrap_md:
+        input:
+            structures=config["structures"],
+            model=FOUNDATION,
+        output:
+            [res(f"iter_000/bootstrap/chunk_{c}.xyz") for c in get_chunks("iter_000")],
+        params:
+            temperatures=config["sampling"]["temperatures"],
+            n=config["bootstrap"]["n_structures"],
+            md=config["bootstrap"]["md"],
+            seed=config["seed"],
+            device=config["sampling"]["device"],
+            dtype=config["sampling"]["dtype"],
+        log:
+            logpath("bootstrap.log"),
+        benchmark:
+            benchpath("bootstrap.tsv")
+        threads: get_resource("sample", "threads")
+        resources:
+            gpu=get_resource("sample", "gpu"),
+            mem_mb=get_resource("sample", "mem_mb"),
+            runtime=get_runtime("sample"),
+        conda:
+            "../envs/mace.yaml"
+        envmodules:
+            *get_envmodules("sample")
+        script:
+            "../scripts/bootstrap_md.py"
+
+else:
+
+    rule bootstrap:
+        input:
+            config["structures"],
+        output:
+            [res(f"iter_000/bootstrap/chunk_{c}.xyz") for c in get_chunks("iter_000")],
+        params:
+            n=config["bootstrap"]["n_structures"],
+            rattle=config["bootstrap"]["rattle"],
+            strain=config["bootstrap"]["strain"],
+            seed=config["seed"],
+            tag="bootstrap",
+        log:
+            logpath("bootstrap.log"),
+        benchmark:
+            benchpath("bootstrap.tsv")
+        localrule: True
+        conda:
+            "../envs/python.yaml"
+        script:
+            "../scripts/perturb.py"
 
 
 # The held-out test set (unless test_set.path gives one): unlabelled structures
@@ -91,6 +127,7 @@ rule e0s:
     params:
         reference=config["reference"],
         elements=ELEMENTS,
+        foundation=FOUNDATION,
         workdir=res("reference/e0s_work"),
     log:
         logpath("e0s.log"),

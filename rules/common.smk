@@ -22,6 +22,7 @@ ELEMENTS = alcfg.elements(config)
 CONVERGENCE = config["convergence"]["accurate_ratio"]
 TEST_GIVEN = bool(config["test_set"]["path"])
 DATASET_GIVEN = bool(config["bootstrap"]["dataset"])
+FOUNDATION = config["committee"]["foundation_model"]
 
 
 wildcard_constraints:
@@ -119,6 +120,8 @@ def get_train_input(wildcards):
     if i > 0:
         files["previous"] = f"{iter_dir(i - 1)}/models/member_{wildcards.m}.model"
         files["stats"] = f"{iter_dir(i)}/select/stats.json"
+    elif FOUNDATION:
+        files["foundation"] = FOUNDATION
     return files
 
 

@@ -15,11 +15,16 @@ if "stats" in inp.keys() and read_json(inp.stats)["converged"]:
     shutil.copyfile(inp.previous, sm.output[0])
 else:
     finetune = "previous" in inp.keys() and com["finetune"]
+    foundation = inp.previous if finetune else inp.get("foundation")
+    if foundation:
+        log.info("fine-tuning from %s", foundation)
     train_member(
         output=sm.output[0], work_dir=p.workdir, log_file=sm.log[0], threads=sm.threads,
         name=f"member_{sm.wildcards.m}", train_file=inp.train,
         valid_file=inp.valid, e0s=read_json(inp.e0s)["e0s"], seed=p.seed,
         device=device, dtype=com["dtype"],
         epochs=com["finetune_epochs"] if finetune else com["epochs"],
-        hyper=com["mace"], foundation=inp.previous if finetune else None,
+        hyper=com["mace"], foundation=foundation,
+        multihead=not finetune and foundation is not None
+        and com["foundation_finetuning"] == "multihead",
     )

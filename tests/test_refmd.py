@@ -16,7 +16,8 @@ from ase.geometry import find_mic
 from ase.io import read
 
 from alflow.cp2k import Cp2kError, load_template
-from alflow.refmd import FRAMES_NAME, MdRun, ase_md_frames, cp2k_md_frames, md_plan, reference_md_frames
+from alflow.refmd import (FRAMES_NAME, MdRun, ase_md_frames, cp2k_md_frames, md_plan,
+                          model_md_frames, reference_md_frames)
 
 REPO = Path(__file__).resolve().parent.parent
 CU = REPO / "tests" / "data" / "cu_16.xyz"
@@ -97,6 +98,19 @@ def test_ase_md_frames_are_thermal_distinct_bare_and_reproducible():
     assert all(np.array_equal(a.positions, b.positions) for a, b in zip(frames, again))
     other = ase_md_frames(cu, EMT(), 600, 20, **ASE_MD, seed=4)
     assert rms_displacement(other[0], frames[0]) > 0.05
+
+
+def test_model_md_frames_follow_the_plan_with_one_calculator():
+    """The foundation-MD bootstrap: any calculator (here EMT) driving the planned runs."""
+    cu = read(CU)
+    frames = model_md_frames(EMT(), [cu, cu], [300, 900], 5, **ASE_MD, seed=1,
+                             tag="bootstrap_md")
+    assert len(frames) == 5
+    # runs in the order of md_plan: (300 K, structure 0) has 2 frames, the others 1
+    assert [f.info["origin"] for f in frames] == [
+        "bootstrap_md:300K:0", "bootstrap_md:300K:1", "bootstrap_md:900K:2",
+        "bootstrap_md:300K:3", "bootstrap_md:900K:4"]
+    assert len({f.positions.tobytes() for f in frames}) == 5
 
 
 def test_ase_md_frames_rejects_bad_settings():

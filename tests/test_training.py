@@ -7,7 +7,7 @@ import pytest
 
 from alflow.io import read_frames
 from alflow.metrics import campaign_table, evaluate, load_committee
-from alflow.training import e0s_argument, mace_arguments, train_member
+from alflow.training import e0s_argument, e0s_mismatch, mace_arguments, model_e0s, train_member
 from conftest import TINY_MACE
 
 
@@ -97,3 +97,21 @@ def test_campaign_table_orders_columns():
     t = campaign_table(rows)
     assert list(t["iteration"]) == [0, 1]
     assert list(t.columns) == ["iteration", "n_labels", "force_rmse_meV_per_A", "extra"]
+
+
+def test_foundation_finetuning_arguments():
+    common = dict(name="m", train_file="t", valid_file="v", work_dir="w", e0s={"Cu": -3.5},
+                  seed=1, device="cpu", dtype="float64", epochs=5, hyper={})
+    naive = mace_arguments(**common, foundation="/models/mp.model")
+    assert "--foundation_model=/models/mp.model" in naive and "--multiheads_finetuning=False" in naive
+    multi = mace_arguments(**common, foundation="/models/mp.model", multihead=True)
+    assert "--multiheads_finetuning=True" in multi
+    assert not any(a.startswith("--foundation_model") for a in mace_arguments(**common))
+
+
+def test_e0s_stored_in_a_model_and_their_mismatch(cu_committee):
+    stored = model_e0s(cu_committee[0])
+    assert stored == {"Cu": pytest.approx(0.0)}  # what conftest trained it with
+    assert e0s_mismatch({"Cu": 3.2}, stored) == {"Cu": pytest.approx(-3.2)}
+    assert e0s_mismatch({"Cu": 0.4}, stored) == {}  # within 1 eV: same level of theory
+    assert e0s_mismatch({"H": 5.0}, stored) == {}  # an element the model does not know

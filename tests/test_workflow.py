@@ -86,6 +86,54 @@ def test_labels_that_all_fail_alike_stop_the_job_with_the_reason(tmp_path):
     assert not list((wd / "results" / "iter_000" / "label").glob("chunk_*.xyz"))
 
 
+def test_foundation_model_config_errors_before_any_job(tmp_path):
+    missing = make_campaign(tmp_path / "a", "emt",
+                            committee={"foundation_model": str(tmp_path / "mace-mp-0.model")})
+    proc = run(missing, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "committee.foundation_model: no such file" in out
+    assert "mace-mp-0.model" in out and "never downloads" in out
+    no_model = make_campaign(tmp_path / "b", "emt", bootstrap={"source": "foundation_md"})
+    proc = run(no_model, "-n", check=False)
+    assert "bootstrap.source: foundation_md needs committee.foundation_model" in \
+        proc.stdout + proc.stderr
+    (tmp_path / "own.model").write_bytes(b"not read in a dry run")
+    multi = make_campaign(tmp_path / "c", "emt", committee={
+        "foundation_model": str(tmp_path / "own.model"), "foundation_finetuning": "multihead"})
+    proc = run(multi, "-n", check=False)
+    assert "committee.mace.pt_train_file" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_campaign_from_a_foundation_model(tmp_path, cu_committee):
+    """A small model trained by the tests stands in for a foundation model (the
+    real ones cannot be downloaded here): iteration 0 explores with it, its
+    members are fine-tuned from it with their own seeds and differ."""
+    foundation = cu_committee[0]
+    wd = make_campaign(tmp_path, "emt", iterations=1,
+                       committee={"foundation_model": foundation},
+                       bootstrap={"source": "foundation_md", "n_structures": 10,
+                                  "md": {"timestep_fs": 2.0, "equilibration_steps": 20,
+                                         "interval_steps": 5}})
+    proc = run(wd)
+    res = wd / "results"
+    boot = [a for c in sorted((res / "iter_000" / "bootstrap").glob("chunk_*.xyz"))
+            for a in read_frames(c)]
+    assert len(boot) == 10 and all(a.info["origin"].startswith("bootstrap_md:") for a in boot)
+    assert {a.info["temperature"] for a in boot} == {600.0, 1200.0}
+    for m in range(2):
+        log = (res / "logs" / "train" / f"iter_000_member_{m}.log").read_text()
+        assert f"--foundation_model={foundation}" in log and f"--seed={m}" in log
+    metrics = json.loads((res / "iter_000" / "metrics.json").read_text())
+    a, b = metrics["member_force_rmse_meV_per_A"]
+    assert a != b and metrics["committee_force_dev_mean"] > 0  # the members differ
+    e0s = json.loads((res / "reference" / "e0s.json").read_text())
+    assert e0s["foundation_e0s"] == {"Cu": pytest.approx(0.0)}  # trained with E0(Cu) = 0
+    assert "another level of theory" in e0s["foundation_e0s_warning"]  # EMT's E0(Cu) is not 0
+    assert "WARNING (e0s)" in proc.stderr
+    assert list(pd.read_csv(res / "campaign.csv")["iteration"]) == [0, 1]
+
+
 def mtimes(root):
     return {str(p.relative_to(root)): p.stat().st_mtime_ns
             for p in root.rglob("*") if p.is_file() and ".snakemake" not in p.parts}
