@@ -1,5 +1,6 @@
-"""Batch jobs and wall time of a tiny xTB campaign: local vs SLURM, and SLURM
-with small vs large label chunks / walker packs.
+"""Batch jobs and wall time of a tiny xTB campaign: local vs SLURM, SLURM
+with small vs large label chunks / walker packs, with job arrays, and inside
+one allocation (profiles/slurm-allocation, driven by one sbatch job).
 
 Needs the localhost test cluster (root):
     bash tests/slurm/cluster.sh start /tmp/slurm
@@ -23,11 +24,13 @@ from workflow import SNAKEMAKE, make_campaign  # noqa: E402
 
 STATEDIR = os.environ.get("ALFLOW_SLURM_STATEDIR", "/tmp/slurm")
 
-VARIANTS = {
-    "local": ("local", {}),
-    "slurm, chunk_size 2, 2 packs": ("slurm", {}),
-    "slurm, chunk_size 8, 1 pack": ("slurm", {"selection": {"chunk_size": 8},
-                                              "sampling": {"packs": 1}}),
+LARGE = {"selection": {"chunk_size": 8}, "sampling": {"packs": 1}}
+VARIANTS = {  # name: (where, config overrides, extra snakemake arguments)
+    "local": ("local", {}, []),
+    "slurm, chunk_size 2, 2 packs": ("slurm", {}, []),
+    "slurm, chunk_size 8, 1 pack": ("slurm", LARGE, []),
+    "slurm, chunk_size 2, 2 packs, arrays": ("slurm", {}, ["--slurm-array-jobs=label,sample"]),
+    "inside one allocation (sbatch -n 4)": ("allocation", {}, []),
 }
 
 
@@ -39,33 +42,42 @@ def slurm_env() -> dict:
     return env
 
 
-def run(name: str, where: str, overrides: dict) -> dict:
+def run(name: str, where: str, overrides: dict, extra: list[str]) -> dict:
     wd = make_campaign(Path(tempfile.mkdtemp(prefix="pack-")), "xtb",
                        committee={"device": "cpu"}, **overrides)
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml"]
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml", *extra]
+    env = slurm_env() if where != "local" else dict(os.environ)
     if where == "slurm":
         cmd += ["--profile", str(REPO / "tests" / "slurm" / "profile")]
-        env = slurm_env()
+    elif where == "allocation":  # one sbatch job running snakemake inside it
+        cmd += ["--profile", str(REPO / "profiles" / "slurm-allocation"), "--cores", "4"]
+        (wd / "driver.sh").write_text(f"#!/bin/bash\ncd {wd}\n{' '.join(cmd)}\n")
+        cmd = ["sbatch", "--wait", "-n", "4", "-t", "60", "-A", "testacct", "-p", "cpu",
+               "-o", str(wd / "driver.out"), str(wd / "driver.sh")]
     else:
         cmd += ["--profile", str(REPO / "profiles" / "local")]
-        env = dict(os.environ)
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=wd, env=env, capture_output=True, text=True)
     wall = time.monotonic() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
     log = proc.stdout + proc.stderr
-    jobs = re.findall(r"submitted with SLURM jobid \d+ \(log: \S*/rule_(\w+?)/", log)
+    if where == "allocation":
+        log += (wd / "driver.out").read_text()
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{log[-3000:]}")
+    if where == "allocation":
+        return {"variant": name, "wall_s": wall, "batch_jobs": 1, "per_rule": {"driver": 1}}
+    jobs = re.findall(r"submitted with SLURM jobid \S+ \(log: \S*/rule_(\w+?)/", log)
+    jobs += ["(array)"] * len(re.findall(r"Submitted array job with Snakemake IDs", log))
     per_rule = {r: jobs.count(r) for r in sorted(set(jobs))}
     return {"variant": name, "wall_s": wall, "batch_jobs": len(jobs), "per_rule": per_rule}
 
 
 def main() -> None:
-    rows = [run(name, where, ov) for name, (where, ov) in VARIANTS.items()]
+    rows = [run(name, *spec) for name, spec in VARIANTS.items()]
     base = rows[0]["wall_s"]
-    print(f"{'variant':34s} {'wall s':>7s} {'x local':>8s} {'batch jobs':>10s}  per rule")
+    print(f"{'variant':40s} {'wall s':>7s} {'x local':>8s} {'batch jobs':>10s}  per rule")
     for r in rows:
-        print(f"{r['variant']:34s} {r['wall_s']:7.0f} {r['wall_s'] / base:8.2f} "
+        print(f"{r['variant']:40s} {r['wall_s']:7.0f} {r['wall_s'] / base:8.2f} "
               f"{r['batch_jobs']:10d}  {r['per_rule']}")
 
 
