@@ -1,7 +1,7 @@
 from ase import Atoms
 
 from alflow import FAILURE_KEY
-from alflow.dataset import failure_counts, split
+from alflow.dataset import empty_reason, failure_counts, failure_rate, split
 from alflow.structures import split_chunks
 
 
@@ -54,3 +54,10 @@ def test_failure_counts_by_kind():
     failed[2].info[FAILURE_KEY] = "cp2k_crashed: exit 134: a: b"
     assert failure_counts(failed) == {"cp2k_crashed": 1, "scf_not_converged": 2, "unknown": 1}
     assert failure_counts([]) == {}
+
+
+def test_failure_rate_and_why_a_training_set_is_empty():
+    assert failure_rate(6, {"scf_not_converged": 2}) == 0.25
+    assert failure_rate(0, {}) == 0.0
+    assert empty_reason({"crashed": 7, "timeout": 1}) == "all 8 labels failed, 7 of them with crashed"
+    assert empty_reason({}) == "no structures were labelled and none failed"
