@@ -23,25 +23,8 @@ PBE = REPO / "config" / "cp2k" / "water_pbe.inp"
 
 pytestmark = pytest.mark.skipif(shutil.which("cp2k") is None, reason="needs the cp2k binary")
 
-# A minimal diagonalisation-based xTB template (CP2K's default SCF: density
-# mixing + DIIS, wavefunction restart files written).
-DIAG_TEMPLATE = """\
-&FORCE_EVAL
-  METHOD QS
-  &DFT
-    &QS
-      METHOD xTB
-      &XTB
-        DO_EWALD T
-      &END XTB
-    &END QS
-    &SCF
-      SCF_GUESS MOPAC
-      MAX_SCF {max_scf}
-    &END SCF
-  &END DFT
-&END FORCE_EVAL
-"""
+# A diagonalisation-based xTB template with MAX_SCF 2 (too few to converge).
+DIAG_TEMPLATE = REPO / "tests" / "data" / "xtb_diag_max_scf_2.inp"
 
 
 def water_box(seed: int = 0, n: int = 2, spacing: float = 3.1) -> Atoms:
@@ -296,7 +279,7 @@ def test_truncated_output(box_run, cut):
 
 
 def test_scf_not_converged_with_diagonalisation(tmp_path):
-    template = write_template(tmp_path, DIAG_TEMPLATE.format(max_scf=2))
+    template = cp2k.load_template(DIAG_TEMPLATE)
     with pytest.raises(Cp2kError) as info:
         cp2k.run_cp2k(water_molecule(), template, tmp_path / "run", mpi="")
     assert info.value.kind == "scf_not_converged"
@@ -416,7 +399,7 @@ def test_safer_scf_settings(xtb, tmp_path):
     assert scf["max_scf"] == 50 and scf["+outer_scf"]["max_scf"] == 40
     assert scf["+ot"]["minimizer"] == "cg" and "MAX_SCF 10 -> 50" in changes
     assert xtb.tree["+force_eval"][0]["+dft"]["+scf"]["max_scf"] == 10  # the original is kept
-    diag = write_template(tmp_path, DIAG_TEMPLATE.format(max_scf=2))
+    diag = cp2k.load_template(DIAG_TEMPLATE)
     safer, changes = cp2k.safer_scf(diag)
     scf = safer.tree["+force_eval"][0]["+dft"]["+scf"]
     assert scf["max_scf"] == 100 and scf["+mixing"]["alpha"] == pytest.approx(0.2)

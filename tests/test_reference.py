@@ -226,23 +226,7 @@ def test_cp2k_reference_isolated_atom(tmp_path, xtb_reference):
 # failures that surface early and runs that recover
 # --------------------------------------------------------------------------
 
-DIAG_XTB = """\
-&FORCE_EVAL
-  METHOD QS
-  &DFT
-    &QS
-      METHOD xTB
-      &XTB
-        DO_EWALD T
-      &END XTB
-    &END QS
-    &SCF
-      SCF_GUESS MOPAC
-      MAX_SCF 2
-    &END SCF
-  &END DFT
-&END FORCE_EVAL
-"""
+DIAG_XTB = (REPO / "tests" / "data" / "xtb_diag_max_scf_2.inp").read_text()  # MAX_SCF 2
 
 
 @needs_cp2k
