@@ -241,16 +241,18 @@ def check_elements(template: Cp2kTemplate, elements: Sequence[str],
     dft = force_eval.get("+dft", {})
     kinds = {str(k.get("_", "")).lower(): k for k in force_eval.get("+subsys", {}).get("+kind", [])}
     data_dir = data_dir or data_directory()
-    tables, problems = {}, []
-    for key, what in (("basis_set_file_name", "basis set"), ("potential_file_name", "potential")):
-        names = dft.get(key) or (["BASIS_SET"] if what == "basis set" else ["POTENTIAL"])
-        names = names if isinstance(names, list) else [names]
+    problems: list[str] = []
+    known, files = {}, {}  # per "basis set"/"potential": (element, name) pairs, file names
+    for key, what, default in (("basis_set_file_name", "basis set", "BASIS_SET"),
+                               ("potential_file_name", "potential", "POTENTIAL")):
+        names = dft.get(key) or [default]
+        files[what] = names = names if isinstance(names, list) else [names]
         found = [_data_file(n, data_dir) for n in names]
         problems += [f"{key.upper()} {n}: no such file next to the template or in "
                      f"CP2K's data directory {data_dir}" for n, f in zip(names, found)
                      if f is None and data_dir is not None]
-        tables[what] = _named_entries([f for f in found if f is not None])
-        tables[what + " files"] = names
+        # names can be looked up only when every file was found
+        known[what] = _named_entries(found) if all(found) else None
     method = str(dft.get("+qs", {}).get("method", "gpw")).upper()
     for element in elements:
         kind = kinds.get(element.lower())
@@ -260,19 +262,15 @@ def check_elements(template: Cp2kTemplate, elements: Sequence[str],
             continue
         basis = kind.get("basis_set") or []
         basis = [str(b).split()[-1] for b in (basis if isinstance(basis, list) else [basis])]
-        for what, names in (("basis set", basis), ("potential", [kind.get("potential")])):
+        for what, keyword, names in (("basis set", "BASIS_SET", basis),
+                                     ("potential", "POTENTIAL", [kind.get("potential")])):
             names = [n for n in names if n]
-            keyword = "BASIS_SET" if what == "basis set" else "POTENTIAL"
             if not names:
                 problems.append(f"element {element}: &KIND {element} has no {keyword}")
-                continue
-            known = tables[what]
-            if known is None:  # data files unknown here: cannot look the names up
-                continue
-            for name in names:
-                if (element.lower(), name.lower()) not in known:
-                    problems.append(f"element {element}: {what} {name} is not in "
-                                    f"{', '.join(tables[what + ' files'])}")
+            elif known[what] is not None:
+                problems += [f"element {element}: {what} {name} is not in "
+                             f"{', '.join(files[what])}" for name in names
+                             if (element.lower(), name.lower()) not in known[what]]
     return problems
 
 
@@ -285,11 +283,9 @@ def _data_file(name: str, data_dir: Path | None) -> Path | None:
     return None
 
 
-def _named_entries(files: Sequence[Path]) -> set[tuple[str, str]] | None:
+def _named_entries(files: Sequence[Path]) -> set[tuple[str, str]]:
     """(element, name) pairs of CP2K basis/potential files: lines that start with
-    an element symbol followed by the names of the entry; None without files."""
-    if not files:
-        return None
+    an element symbol followed by the names of the entry."""
     entries: set[tuple[str, str]] = set()
     for path in files:
         for line in path.read_text(errors="replace").splitlines():
