@@ -31,16 +31,6 @@ def resources(config: dict, rule: str) -> dict:
     return {**DEFAULT_RESOURCES[rule], **config.get("resources", {}).get(rule, {})}
 
 
-def minutes(value: int | float | str) -> int:
-    """A runtime in whole minutes from a number of minutes or a string like '90m', '2h'."""
-    if isinstance(value, (int, float)):
-        return max(1, math.ceil(value))
-    text = str(value).strip()
-    if text.isdigit():
-        return max(1, int(text))
-    return max(1, math.ceil(humanfriendly.parse_timespan(text) / 60))
-
-
 def seconds(value: int | float | str) -> float:
     """A duration in seconds from a number of minutes or a string like '30s', '20m', '1h'."""
     if isinstance(value, (int, float)):
@@ -48,6 +38,11 @@ def seconds(value: int | float | str) -> float:
     text = str(value).strip()
     return 60.0 * float(text) if text.replace(".", "", 1).isdigit() else float(
         humanfriendly.parse_timespan(text))
+
+
+def minutes(value: int | float | str) -> int:
+    """A runtime in whole minutes (at least 1), read like :func:`seconds`: '90m', '2h', 30."""
+    return max(1, math.ceil(seconds(value) / 60))
 
 
 def n_chunks(n_structures: int, chunk_size: int) -> int:
