@@ -19,3 +19,10 @@ def to_file(path: str) -> logging.Logger:
     logger = logging.getLogger("alflow")
     logger.setLevel(logging.INFO)
     return logger
+
+
+def to_terminal(message: str) -> None:
+    """Also show ``message`` in Snakemake's own output (the job's real stderr),
+    for what a user must see without opening the log: :func:`to_file` sends
+    everything else to the rule's log."""
+    print(message, file=sys.__stderr__, flush=True)

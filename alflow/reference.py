@@ -81,10 +81,8 @@ class Reference(ABC):
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         result = self._compute(atoms, workdir)
-        labelled = _with_labels(atoms, result["energy"], result["forces"], result.get("stress"))
-        if result.get("retry"):
-            labelled.info[RETRY_KEY] = result["retry"]
-        return labelled
+        return _with_labels(atoms, result["energy"], result["forces"], result.get("stress"),
+                            result.get("retry"))
 
     @abstractmethod
     def _compute(self, atoms: Atoms, workdir: Path) -> dict[str, Any]:
@@ -211,8 +209,10 @@ class AseReference(Reference):
         return calc
 
 
-def _with_labels(atoms: Atoms, energy: Any, forces: Any, stress: Any) -> Atoms:
-    """Copy of ``atoms`` with validated labels (stress only if 3D periodic)."""
+def _with_labels(atoms: Atoms, energy: Any, forces: Any, stress: Any,
+                 retry: str | None = None) -> Atoms:
+    """Copy of ``atoms`` with validated labels (stress only if 3D periodic) and,
+    when the label was rescued by a retry, ``info[RETRY_KEY]`` saying how."""
     energy = float(energy)
     forces = np.array(forces, dtype=float)
     if not np.isfinite(energy) or forces.shape != (len(atoms), 3) or not np.all(np.isfinite(forces)):
@@ -224,6 +224,8 @@ def _with_labels(atoms: Atoms, energy: Any, forces: Any, stress: Any) -> Atoms:
     labelled.info.pop(STRESS_KEY, None)
     labelled.info.pop(FAILURE_KEY, None)
     labelled.info.pop(RETRY_KEY, None)
+    if retry:
+        labelled.info[RETRY_KEY] = retry
     if stress is not None and np.all(atoms.pbc):
         stress = np.array(stress, dtype=float).reshape(6)
         if not np.all(np.isfinite(stress)):
@@ -295,11 +297,8 @@ def label_cached(reference: Reference, atoms: Atoms, workdir: str | os.PathLike[
     key = structure_hash(atoms, reference)
     cached = _read_cached(workdir, key)
     if cached is not None:
-        labelled = _with_labels(atoms, cached.info[ENERGY_KEY], cached.arrays[FORCES_KEY],
-                                cached.info.get(STRESS_KEY))
-        if RETRY_KEY in cached.info:
-            labelled.info[RETRY_KEY] = cached.info[RETRY_KEY]
-        return labelled
+        return _with_labels(atoms, cached.info[ENERGY_KEY], cached.arrays[FORCES_KEY],
+                            cached.info.get(STRESS_KEY), cached.info.get(RETRY_KEY))
     (workdir / HASH_NAME).unlink(missing_ok=True)
     labelled = reference.label(atoms, workdir)
     write_frames(workdir / RESULT_NAME, [labelled])

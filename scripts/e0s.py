@@ -1,5 +1,4 @@
 """Isolated-atom energies of the reference, once per element."""
-import sys
 from pathlib import Path
 
 from alflow import logs
@@ -34,5 +33,5 @@ if sm.params.foundation:  # fine-tuning starts from a model with its own E0s
             "with the labels, but the model must unlearn its old energy scale: expect the first "
             "iterations to need more data and epochs.")
         log.warning("%s", note)
-        print(f"WARNING (e0s): {note}", file=sys.__stderr__)
+        logs.to_terminal(f"WARNING (e0s): {note}")
 write_json(sm.output[0], out)

@@ -1,6 +1,4 @@
 """Label one chunk with the reference; failures are kept aside, not lost."""
-import sys
-
 from alflow import logs
 from alflow.reference import SystematicFailure, label_chunk, make_reference
 
@@ -13,8 +11,7 @@ try:
     counts = label_chunk(sm.input[0], sm.output.labelled, sm.output.failed, ref, sm.params.workdir)
 except SystematicFailure as exc:  # the reason belongs in Snakemake's own output too
     log.error("%s", exc)
-    print(f"ERROR in label job {sm.wildcards.stage} chunk {sm.wildcards.c}: {exc}",
-          file=sys.__stderr__)
+    logs.to_terminal(f"ERROR in label job {sm.wildcards.stage} chunk {sm.wildcards.c}: {exc}")
     raise
 log.info("labelled %(n_labelled)d of %(n_input)d structures, %(n_failed)d failed", counts)
 if counts["n_failed"]:

@@ -2,15 +2,16 @@
 dataset growth and label failures, compute per rule."""
 import pandas as pd
 
-from alflow import logs, plots
+from alflow import logs, metrics, plots
 from alflow.io import read_json
 
 sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])
 inp, it = sm.input, int(sm.wildcards.it)
-rows = [{"iteration": i, **read_json(d), **read_json(m)}
-        for i, (m, d) in enumerate(zip(inp.metrics, inp.datasets))]
-table = pd.DataFrame(rows).assign(n_labels=lambda t: t["n_train"] + t["n_valid"])
+datasets = [read_json(d) for d in inp.datasets]
+table = metrics.campaign_table([metrics.campaign_row(i, d, read_json(m))
+                                for i, (m, d) in enumerate(zip(inp.metrics, datasets))])
+table["label_failures"] = [d.get("label_failures", {}) for d in datasets]
 picks = plots.picks_table({i + 1: pd.read_csv(p) for i, p in enumerate(inp.calibration)})
 plots.save(plots.learning_curve({"campaign": table}, picks), sm.output.learning_curve)
 first = pd.read_csv(inp.first_predictions) if "first_predictions" in inp.keys() else None
