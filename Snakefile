@@ -1,15 +1,23 @@
 # Active learning of MACE interatomic potentials: train -> sample -> select -> label.
 # Science lives in the `alflow` package; rules only wire files together.
 # Where and how jobs run lives in profiles/<name>/config.yaml.
+import sys
+
+import yaml
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+sys.path.insert(0, workflow.basedir)  # the alflow package (scripts: the symlink scripts/alflow)
+from alflow.config import coerce_cli_strings
 
 
 configfile: "config/config.yaml"
 
 
-validate(config, "config/schema.yaml")
+SCHEMA = os.path.join(workflow.basedir, "config", "schema.yaml")
+with open(SCHEMA) as schema_file:
+    config.update(coerce_cli_strings(config, yaml.safe_load(schema_file)))
+validate(config, SCHEMA)
 
 
 report: "report/workflow.rst"

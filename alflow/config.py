@@ -27,6 +27,41 @@ DEFAULT_RESOURCES = {
 }
 
 
+SCALARS = {"boolean": {"true": True, "false": False}, "integer": int, "number": float}
+
+
+def coerce_cli_strings(config: dict, schema: dict) -> dict:
+    """Turn strings back into the booleans and numbers the schema asks for.
+
+    Snakemake reads a nested ``--config`` value (``"committee={train_in_one_job:
+    true}"``, also in a profile's ``config:`` list) with YAML's BaseLoader, so
+    every scalar inside arrives as a string. Only strings under keys whose
+    schema type is boolean, integer or number, and that read as one, are
+    changed; anything else is left for the schema validation to report.
+    """
+    defs = schema.get("$defs", {})
+
+    def walk(value, node):
+        if "$ref" in node:
+            node = {**defs[node["$ref"].rsplit("/", 1)[-1]], **node}
+        if isinstance(value, dict):
+            props = node.get("properties", {})
+            return {k: walk(v, props.get(k, {})) for k, v in value.items()}
+        if isinstance(value, list) and isinstance(node.get("items"), dict):
+            return [walk(v, node["items"]) for v in value]
+        if isinstance(value, str):
+            types = node.get("type", [])
+            for kind in [types] if isinstance(types, str) else types:
+                parse = SCALARS.get(kind)
+                try:
+                    return parse[value.lower()] if isinstance(parse, dict) else parse(value)
+                except (KeyError, TypeError, ValueError):
+                    continue
+        return value
+
+    return walk(config, schema)
+
+
 def resources(config: dict, rule: str) -> dict:
     return {**DEFAULT_RESOURCES[rule], **config.get("resources", {}).get(rule, {})}
 

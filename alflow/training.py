@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ase.data import atomic_numbers
@@ -65,35 +66,67 @@ def mace_executable() -> list[str]:
     return [found]
 
 
-def train_member(*, output: str, work_dir: str, log_file: str, threads: int, **kwargs) -> None:
+def train_member(*, output: str, work_dir: str, log_file: str, threads: int,
+                 env: dict[str, str] | None = None, **kwargs) -> None:
     """Train one member; the model is moved to ``output`` only when training succeeded.
 
     When ``work_dir`` holds checkpoints of an earlier, interrupted run with the
     same arguments (a job killed at its time limit, a crashed login node),
-    training resumes from the latest checkpoint instead of starting again.
+    training resumes from the latest checkpoint instead of starting again; when
+    that run had finished (its model is there), its model is taken as it is.
+    ``env``: extra environment of the training process (CUDA_VISIBLE_DEVICES).
     """
     work = Path(work_dir)
     args = mace_arguments(work_dir=str(work), **kwargs)
     stamp = work / "arguments.json"
+    model = work / f"{kwargs['name']}.model"
     restart = (stamp.exists() and json.loads(stamp.read_text()) == args
                and any((work / "checkpoints").glob("*.pt")))
     if not restart:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         stamp.write_text(json.dumps(args))
-    cmd = mace_executable() + args + (["--restart_latest"] if restart else [])
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    with open(log_file, "a") as log:
-        log.write(("resuming from checkpoint: " if restart else "") + " ".join(cmd) + "\n")
-        log.flush()
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    model = work / f"{kwargs['name']}.model"
-    if proc.returncode != 0 or not model.exists():
-        raise RuntimeError(f"mace_run_train failed (exit {proc.returncode}); see {log_file}")
+    if restart and model.exists():
+        with open(log_file, "a") as log:
+            log.write(f"training with these arguments already finished: reusing {model}\n")
+    else:
+        cmd = mace_executable() + args + (["--restart_latest"] if restart else [])
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+               **(env or {})}
+        with open(log_file, "a") as log:
+            log.write(("resuming from checkpoint: " if restart else "") + " ".join(cmd) + "\n")
+            log.flush()
+            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        if proc.returncode != 0 or not model.exists():
+            raise RuntimeError(f"mace_run_train failed (exit {proc.returncode}); see {log_file}")
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(output).with_suffix(".model.tmp")
     shutil.copyfile(model, tmp)
     os.replace(tmp, output)
+
+
+def train_members(members: list[dict], threads: int, gpus: list[str]) -> None:
+    """Train several members at once (``committee.train_in_one_job``), each in
+    its own mace_run_train process with ``threads // len(members)`` threads
+    and, when ``gpus`` are given, member k alone on ``gpus[k % len(gpus)]``.
+
+    ``members``: the keyword arguments of :func:`train_member` without
+    ``threads``. Every member runs to its end even when another fails (its
+    model, or its checkpoints, serve the retry); then the failures are raised
+    together, each naming its member.
+    """
+    per = max(1, threads // len(members))
+
+    def one(k: int, member: dict) -> None:
+        env = {"CUDA_VISIBLE_DEVICES": gpus[k % len(gpus)]} if gpus else {}
+        train_member(threads=per, env=env, **member)
+
+    with ThreadPoolExecutor(max_workers=len(members)) as pool:
+        futures = [pool.submit(one, k, m) for k, m in enumerate(members)]
+    failed = [f"{m['name']}: {f.exception()}" for m, f in zip(members, futures)
+              if f.exception() is not None]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(members)} members failed: " + "; ".join(failed))
 
 
 def model_e0s(path: str | os.PathLike) -> dict[str, float]:

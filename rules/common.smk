@@ -1,9 +1,4 @@
 import os
-import sys
-
-# The `alflow` package sits next to this Snakefile. Scripts import it through
-# the symlink scripts/alflow (Snakemake puts a script's directory on sys.path).
-sys.path.insert(0, workflow.basedir)
 
 from alflow import config as alcfg
 
@@ -117,8 +112,9 @@ def get_train_input(wildcards):
         "valid": f"{iter_dir(i)}/dataset/valid.xyz",
         "e0s": res("reference/e0s.json"),
     }
-    if i > 0:
-        files["previous"] = f"{iter_dir(i - 1)}/models/member_{wildcards.m}.model"
+    if i > 0:  # one member (rule train) or all (train_committee)
+        files["previous"] = ([f"{iter_dir(i - 1)}/models/member_{wildcards.m}.model"]
+                             if "m" in wildcards.keys() else get_models(i - 1))
         files["stats"] = f"{iter_dir(i)}/select/stats.json"
     elif FOUNDATION:
         files["foundation"] = FOUNDATION

@@ -1,30 +1,41 @@
-"""Train (or fine-tune, or after convergence copy) one committee member."""
+"""Train (or fine-tune, or after convergence copy) committee members: one
+(rule train, wildcard m) or all of them at once (rule train_committee,
+committee.train_in_one_job), each member in its own process on its own GPU."""
 import shutil
 
 from alflow import gpu, logs
 from alflow.io import read_json
-from alflow.training import train_member
+from alflow.training import train_members
 
 sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])
 inp, p, com = sm.input, sm.params, sm.params.committee
-device = gpu.resolve_device(com["device"], sm.resources.gpu)
-slots = gpu.pin(sm.resources.gpu, device)  # CUDA_VISIBLE_DEVICES for this job
+members = p.members  # indices, aligned with output, log, params.seeds/workdirs
+previous = inp.get("previous", [])
+previous = [previous] if isinstance(previous, str) else list(previous)
 if "stats" in inp.keys() and read_json(inp.stats)["converged"]:
-    log.info("campaign converged: member %s carried over unchanged", sm.wildcards.m)
-    shutil.copyfile(inp.previous, sm.output[0])
+    for m, old, new in zip(members, previous, sm.output):
+        log.info("campaign converged: member %s carried over unchanged", m)
+        shutil.copyfile(old, new)
 else:
-    finetune = "previous" in inp.keys() and com["finetune"]
-    foundation = inp.previous if finetune else inp.get("foundation")
-    if foundation:
-        log.info("fine-tuning from %s", foundation)
-    train_member(
-        output=sm.output[0], work_dir=p.workdir, log_file=sm.log[0], threads=sm.threads,
-        name=f"member_{sm.wildcards.m}", train_file=inp.train,
-        valid_file=inp.valid, e0s=read_json(inp.e0s)["e0s"], seed=p.seed,
-        device=device, dtype=com["dtype"],
-        epochs=com["finetune_epochs"] if finetune else com["epochs"],
-        hyper=com["mace"], foundation=foundation,
-        multihead=not finetune and foundation is not None
-        and com["foundation_finetuning"] == "multihead",
-    )
+    device = gpu.resolve_device(com["device"], sm.resources.gpu)
+    slots = gpu.pin(sm.resources.gpu, device)  # CUDA_VISIBLE_DEVICES for this job
+    finetune = bool(previous) and com["finetune"]
+    foundations = previous if finetune else [inp.get("foundation")] * len(members)
+    if foundations[0]:
+        log.info("fine-tuning from %s", ", ".join(foundations))
+    if len(members) > 1:
+        log.info("training members %s at once on %s (%d threads)", members,
+                 ", ".join(f"GPU {d}" for d in slots.devices) or device, sm.threads)
+    e0s = read_json(inp.e0s)["e0s"]
+    train_members([
+        dict(output=out, work_dir=work, log_file=logf, name=f"member_{m}",
+             train_file=inp.train, valid_file=inp.valid, e0s=e0s, seed=seed,
+             device=device, dtype=com["dtype"],
+             epochs=com["finetune_epochs"] if finetune else com["epochs"],
+             hyper=com["mace"], foundation=foundation,
+             multihead=not finetune and foundation is not None
+             and com["foundation_finetuning"] == "multihead")
+        for m, out, work, logf, seed, foundation in zip(
+            members, sm.output, p.workdirs, sm.log, p.seeds, foundations)
+    ], threads=sm.threads, gpus=slots.devices if len(members) > 1 else [])

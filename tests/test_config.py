@@ -101,3 +101,25 @@ def test_derived_counts():
                                             ("1.5h", 90), ("30s", 1), (0.2, 1)])
 def test_minutes(value, expected):
     assert alcfg.minutes(value) == expected
+
+
+def test_nested_command_line_values_are_read_as_the_schema_types():
+    """Snakemake reads a nested --config value (also a profile's `config:`
+    list) with YAML's BaseLoader: every scalar inside is a string."""
+    from snakemake.cli import parse_config
+
+    schema = yaml.safe_load(open(SCHEMA))
+    given = parse_config(["committee={train_in_one_job: true, size: 3, finetune: False}",
+                          "selection={trust_lo: 0.05, strategy: fps}",
+                          "resources={train: {gpu: 1, runtime: 2h}}",
+                          "sampling={temperatures: [300, 600]}"])
+    assert given["committee"]["train_in_one_job"] == "true"  # what Snakemake hands over
+    cfg = alcfg.coerce_cli_strings(given, schema)
+    assert cfg["committee"] == {"train_in_one_job": True, "size": 3, "finetune": False}
+    assert cfg["selection"] == {"trust_lo": 0.05, "strategy": "fps"}
+    assert cfg["resources"]["train"] == {"gpu": 1, "runtime": "2h"}  # via $ref
+    assert cfg["sampling"]["temperatures"] == [300.0, 600.0]
+    # what does not read as the schema's type is left for validation to name
+    bad = alcfg.coerce_cli_strings(parse_config(["committee={train_in_one_job: maybe}"]), schema)
+    with pytest.raises(WorkflowError, match="train_in_one_job"):
+        validate({**emt_config(), **{"committee": bad["committee"]}}, SCHEMA)

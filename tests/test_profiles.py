@@ -12,12 +12,17 @@ PROFILES = sorted(p.name for p in (REPO / "profiles").iterdir() if (p / "config.
 
 
 def dry_run(profile, tmp_path):
+    """The shipped config in a fresh directory, with no --config on the
+    command line (it would replace the profile's own `config:` entries)."""
+    (tmp_path / "config").symlink_to(REPO / "config")
     proc = subprocess.run(
-        [SNAKEMAKE, "--profile", f"profiles/{profile}", "-n", "--config",
-         f"results={tmp_path}/results"],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--profile", str(REPO / "profiles" / profile),
+         "-n"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
+
+
+SLURM_PROFILES = ("hortense", "ugent-tier2", "slurm")
 
 
 def resources_by_rule(out):
@@ -38,18 +43,26 @@ def test_all_profiles_are_shipped():
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_profile_dry_runs_the_whole_campaign(profile, tmp_path):
-    counts = job_counts(dry_run(profile, tmp_path))
-    assert counts["train"] == 4 * 2 and counts["sample"] == 3 * 2 and counts["select"] == 3
+    out = dry_run(profile, tmp_path)
+    counts = job_counts(out)
+    if profile in SLURM_PROFILES:  # committee.train_in_one_job, groups (README: fewer jobs)
+        assert counts["train_committee"] == 4 and "train" not in counts
+        groups = set(re.findall(r"Group job (\S+) ", out))
+        assert groups == {f"committee_{i:03d}" for i in range(4)} | {"label_test"} | {
+            f"label_iter_{i:03d}" for i in range(4)}, groups
+    else:
+        assert counts["train"] == 4 * 2 and "Group job" not in out
+    assert counts["sample"] == 3 * 2 and counts["select"] == 3
     assert counts["label"] == 2 + 2 + 3 * 2  # bootstrap 16/8, test 16/8, 3 x ceil(16/8)
 
 
 def test_hortense_maps_resources(tmp_path):
     res = resources_by_rule(dry_run("hortense", tmp_path))
-    label, train = res["label"], res["train"]
+    label, train = res["label"], res["train_committee"]
     for expected in ("tasks=64", "cpus_per_task=1", "mpi=srun", "slurm_partition=cpu_rome",
                      "clusters=dodrio", "slurm_account=2025_000", "runtime=120"):
         assert expected in label, (expected, label)
-    for expected in ("slurm_partition=gpu_rome_a100", "gpu=1", "cpus_per_gpu=12",
+    for expected in ("slurm_partition=gpu_rome_a100", "gpu=2", "cpus_per_gpu=12",
                      "clusters=dodrio", "runtime=240"):
         assert expected in train, (expected, train)
     assert "gpu=1" in res["sample"]

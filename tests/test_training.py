@@ -7,7 +7,9 @@ import pytest
 
 from alflow.io import read_frames
 from alflow.metrics import campaign_table, evaluate, load_committee
-from alflow.training import e0s_argument, e0s_mismatch, mace_arguments, model_e0s, train_member
+from alflow import training
+from alflow.training import (e0s_argument, e0s_mismatch, mace_arguments, model_e0s, train_member,
+                             train_members)
 from conftest import TINY_MACE
 
 
@@ -70,10 +72,16 @@ def test_finetune_from_previous_member(tmp_path, cu_committee, cu_dataset):
 
 def test_rerun_resumes_from_checkpoint_of_the_same_run(tmp_path, cu_dataset):
     _train(tmp_path, cu_dataset, epochs=3)
-    (tmp_path / "m.model").unlink()  # as if the job had been killed after a checkpoint
+    # as if the job had been killed after a checkpoint, before mace wrote its model
+    (tmp_path / "m.model").unlink()
+    (tmp_path / "work" / "m.model").unlink()
     out = _train(tmp_path, cu_dataset, epochs=3)
     log = (tmp_path / "log").read_text()
     assert out.exists() and "resuming from checkpoint" in log and "--restart_latest" in log
+    # killed after mace finished (Snakemake removed the output): the model is taken as it is
+    (tmp_path / "m.model").unlink()
+    _train(tmp_path, cu_dataset, epochs=3)
+    assert (tmp_path / "log").read_text().count("already finished: reusing") == 1
     # different arguments (more epochs): a fresh start, not a resume of a stale run
     (tmp_path / "log").write_text("")
     _train(tmp_path, cu_dataset, epochs=4)
@@ -89,6 +97,50 @@ def test_failed_training_leaves_no_model(tmp_path, cu_dataset):
                      valid_file=str(bad), e0s={"Cu": 0.0}, seed=1, device="cpu",
                      dtype="float64", epochs=1, hyper=TINY_MACE)
     assert not (tmp_path / "x.model").exists()
+
+
+def test_members_trained_at_once_each_on_its_own_gpu(tmp_path, cu_dataset, monkeypatch):
+    """committee.train_in_one_job: real mace_run_train processes side by side,
+    seen through a wrapper that records each one's environment and time span
+    in its member's log (CUDA_VISIBLE_DEVICES is only recorded: no GPU here)."""
+    real = training.mace_executable()
+    wrapper = tmp_path / "mace.sh"
+    wrapper.write_text("echo start $(date +%s.%N) gpu=$CUDA_VISIBLE_DEVICES omp=$OMP_NUM_THREADS\n"
+                       f"{' '.join(real)} \"$@\"; rc=$?\necho end $(date +%s.%N)\nexit $rc\n")
+    monkeypatch.setattr(training, "mace_executable", lambda: ["bash", str(wrapper)])
+    empty = tmp_path / "empty.xyz"
+    empty.write_text("")
+
+    def member(m, train):
+        return dict(output=str(tmp_path / f"member_{m}.model"), work_dir=str(tmp_path / f"w{m}"),
+                    log_file=str(tmp_path / f"{m}.log"), name=f"member_{m}", train_file=str(train),
+                    valid_file=str(cu_dataset / "valid.xyz"), e0s={"Cu": 0.0}, seed=m,
+                    device="cpu", dtype="float64", epochs=2, hyper=TINY_MACE)
+
+    members = [member(0, cu_dataset / "train.xyz"), member(1, cu_dataset / "train.xyz"),
+               member(2, empty)]
+    with pytest.raises(RuntimeError, match=r"1 of 3 members failed: member_2: mace_run_train"):
+        train_members(members, threads=6, gpus=["4", "5"])
+    # the others finished and were written; every member had its GPU and a third of the threads
+    assert (tmp_path / "member_0.model").exists() and (tmp_path / "member_1.model").exists()
+    assert not (tmp_path / "member_2.model").exists()
+    spans = {}
+    for m, gpu in ((0, "4"), (1, "5"), (2, "4")):
+        log = (tmp_path / f"{m}.log").read_text()
+        assert f"gpu={gpu} omp=2" in log, log[-2000:]
+        start, end = (float(l.split()[1]) for l in log.splitlines() if l.startswith(("start", "end")))
+        spans[m] = (start, end)
+    (s0, e0), (s1, e1) = spans[0], spans[1]
+    assert s1 < e0 and s0 < e1, spans  # they ran at the same time
+
+    # the retry (Snakemake removed the job's outputs) trains only the failed member
+    for m in (0, 1):
+        (tmp_path / f"member_{m}.model").unlink()
+    members[2] = member(2, cu_dataset / "train.xyz")
+    train_members(members, threads=2, gpus=[])
+    for m in (0, 1):
+        assert "already finished: reusing" in (tmp_path / f"{m}.log").read_text()
+    assert all((tmp_path / f"member_{m}.model").exists() for m in range(3))
 
 
 def test_campaign_table_orders_columns():

@@ -20,7 +20,7 @@ def run_ok(cmd, env, **kw) -> str:
     return res.stdout
 
 
-SACCT_FIELDS = ["JobIDRaw", "Comment", "Partition", "Account", "Timelimit", "State",
+SACCT_FIELDS = ["JobIDRaw", "JobID", "Comment", "Partition", "Account", "Timelimit", "State",
                 "ReqCPUS", "ReqTRES", "AllocTRES"]
 
 
@@ -37,5 +37,5 @@ def scontrol(env, job_id: str) -> dict[str, str]:
 
 
 def submitted(log: str) -> list[str]:
-    """SLURM job ids that snakemake reports having submitted, in order."""
-    return re.findall(r"submitted with SLURM jobid (\d+)", log)
+    """SLURM job ids that snakemake reports having submitted (an array's once), in order."""
+    return re.findall(r"(?:submitted with SLURM jobid|and SLURM job ID) (\d+)", log)
