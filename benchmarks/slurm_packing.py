@@ -1,6 +1,9 @@
-"""Batch jobs and wall time of a tiny xTB campaign: local vs SLURM, SLURM
-with small vs large label chunks / walker packs, with job arrays, and inside
-one allocation (profiles/slurm-allocation, driven by one sbatch job).
+"""Batch jobs and wall time of a tiny xTB campaign: local vs SLURM one job per
+rule and wildcard, SLURM with the packing settings of the template profile
+(profiles/slurm: groups committee_{it} and label_{stage}, the sample packs as
+a job array, committee.train_in_one_job), the same with one label chunk and one
+walker pack per iteration, and inside one allocation (profiles/slurm-allocation,
+driven by one sbatch job; its wall time is also measured inside that job).
 
 Needs the localhost test cluster (root):
     bash tests/slurm/cluster.sh start /tmp/slurm
@@ -20,21 +23,24 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "slurm")]
+from slurmtools import packing_args  # noqa: E402
 from workflow import SNAKEMAKE, make_campaign  # noqa: E402
 
 STATEDIR = os.environ.get("ALFLOW_SLURM_STATEDIR", "/tmp/slurm")
 
+ONE_JOB = {"committee": {"train_in_one_job": True}}
 LARGE = {"selection": {"chunk_size": 8}, "sampling": {"packs": 1}}
+PACKED = packing_args(ranks=2)
 VARIANTS = {  # name: (where, config overrides, extra snakemake arguments)
     "local": ("local", {}, []),
-    "slurm, chunk_size 2, 2 packs": ("slurm", {}, []),
-    "slurm, chunk_size 8, 1 pack": ("slurm", LARGE, []),
-    # label declares `mpi`: with plugin 2.8.0 / jobstep 0.6.1 every task of a label
-    # array runs the first task's job (the jobstep's MPI branch ignores the array
-    # index), so only the sample packs go into an array
-    "slurm, chunk_size 2, 2 packs, sample array": ("slurm", {}, ["--slurm-array-jobs=sample"]),
+    "slurm, a job per rule and wildcard": ("slurm", {}, []),
+    "slurm, packed (template profile)": ("slurm", ONE_JOB, PACKED),
+    "slurm, packed, 1 label chunk + 1 pack": ("slurm", {**ONE_JOB, **LARGE}, PACKED),
     "inside one allocation (sbatch -n 4)": ("allocation", {}, []),
 }
+# label declares `mpi`: with plugin 2.8.0 / jobstep 0.6.1 every task of a label
+# array runs the first task's job (the jobstep's MPI branch ignores the array
+# index), so label chunks are packed by a group, and only sample packs by an array
 
 
 def slurm_env() -> dict:
@@ -46,15 +52,17 @@ def slurm_env() -> dict:
 
 
 def run(name: str, where: str, overrides: dict, extra: list[str]) -> dict:
-    wd = make_campaign(Path(tempfile.mkdtemp(prefix="pack-")), "xtb",
-                       committee={"device": "cpu"}, **overrides)
+    overrides = {**overrides, "committee": {"device": "cpu", **overrides.get("committee", {})}}
+    wd = make_campaign(Path(tempfile.mkdtemp(prefix="pack-")), "xtb", **overrides)
     cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml", *extra]
     env = slurm_env() if where != "local" else dict(os.environ)
     if where == "slurm":
         cmd += ["--profile", str(REPO / "tests" / "slurm" / "profile")]
     elif where == "allocation":  # one sbatch job running snakemake inside it
         cmd += ["--profile", str(REPO / "profiles" / "slurm-allocation"), "--cores", "4"]
-        (wd / "driver.sh").write_text(f"#!/bin/bash\ncd {wd}\n{' '.join(cmd)}\n")
+        (wd / "driver.sh").write_text(f"#!/bin/bash\ncd {wd}\necho inner-start $(date +%s.%N)\n"
+                                      f"{' '.join(cmd)}\nrc=$?\necho inner-end $(date +%s.%N)\n"
+                                      "exit $rc\n")
         cmd = ["sbatch", "--wait", "-n", "4", "-t", "60", "-A", "testacct", "-p", "cpu",
                "-o", str(wd / "driver.out"), str(wd / "driver.sh")]
     else:
@@ -69,21 +77,30 @@ def run(name: str, where: str, overrides: dict, extra: list[str]) -> dict:
         print(f"{name} failed (in {wd}):\n{log[-2000:]}", file=sys.stderr)
         return {"variant": name, "wall_s": float("nan"), "batch_jobs": -1,
                 "per_rule": {"FAILED": proc.returncode}}
-    if where == "allocation":
-        return {"variant": name, "wall_s": wall, "batch_jobs": 1, "per_rule": {"driver": 1}}
-    jobs = re.findall(r"submitted with SLURM jobid \S+ \(log: \S*/rule_(\w+?)/", log)
-    jobs += ["(array)"] * len(re.findall(r"Submitted array job with Snakemake IDs", log))
+    if where == "allocation":  # also the time inside the job: no queue, no sbatch --wait polling
+        t = dict(re.findall(r"inner-(start|end) (\S+)", log))
+        inner = float(t["end"]) - float(t["start"])
+        return {"variant": name, "wall_s": wall, "batch_jobs": 1,
+                "per_rule": {"driver": 1, "inside the job (s)": round(inner)}, "inner_s": inner}
+    jobs = re.findall(r"submitted with SLURM jobid \S+ \(log: \S*/(?:rule|group)_(\w+?)/", log)
+    jobs = [j.split("_")[0] + " group" if j.startswith(("committee_", "label_")) else j
+            for j in jobs]  # rule_<rule>, or group_<groupid>_<rules>
+    jobs += ["sample array"] * len(re.findall(r"Submitted array job with Snakemake IDs", log))
     per_rule = {r: jobs.count(r) for r in sorted(set(jobs))}
     return {"variant": name, "wall_s": wall, "batch_jobs": len(jobs), "per_rule": per_rule}
 
 
 def main() -> None:
-    rows = [run(name, *spec) for name, spec in VARIANTS.items()]
-    base = rows[0]["wall_s"]
-    print(f"{'variant':40s} {'wall s':>7s} {'x local':>8s} {'batch jobs':>10s}  per rule")
-    for r in rows:
+    print(f"{'variant':40s} {'wall s':>7s} {'x local':>8s} {'batch jobs':>10s}  per rule", flush=True)
+    base = None
+    for name, spec in VARIANTS.items():  # each row as soon as it is measured
+        r = run(name, *spec)
+        base = base or r["wall_s"]
         print(f"{r['variant']:40s} {r['wall_s']:7.0f} {r['wall_s'] / base:8.2f} "
-              f"{r['batch_jobs']:10d}  {r['per_rule']}")
+              f"{r['batch_jobs']:10d}  {r['per_rule']}", flush=True)
+        if "inner_s" in r:
+            print(f"{'  the same, inside the job':40s} {r['inner_s']:7.0f} "
+                  f"{r['inner_s'] / base:8.2f}", flush=True)
 
 
 if __name__ == "__main__":

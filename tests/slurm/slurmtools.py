@@ -5,6 +5,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 CLUSTER_SH = HERE / "cluster.sh"
 
@@ -39,3 +41,17 @@ def scontrol(env, job_id: str) -> dict[str, str]:
 def submitted(log: str) -> list[str]:
     """SLURM job ids that snakemake reports having submitted (an array's once), in order."""
     return re.findall(r"(?:submitted with SLURM jobid|and SLURM job ID) (\d+)", log)
+
+
+TEMPLATE = HERE.parent.parent / "profiles" / "slurm" / "config.yaml"
+
+
+def packing_args(ranks: int) -> list[str]:
+    """The shipped template's packing settings as command-line arguments, with
+    its per-group `resources: tasks` set to this cluster's label ranks."""
+    prof = yaml.safe_load(TEMPLATE.read_text())
+    args = []
+    for key in ("groups", "group-components", "set-resource-scopes"):
+        args += [f"--{key}", *(f"{k}={v}" for k, v in prof[key].items())]
+    assert prof["resources"] == {"tasks": prof["set-resources"]["label"]["tasks"]}
+    return args + ["--slurm-array-jobs", prof["slurm-array-jobs"], "--resources", f"tasks={ranks}"]

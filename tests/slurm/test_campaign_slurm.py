@@ -32,28 +32,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from slurmtools import sacct, scontrol, submitted
+from slurmtools import packing_args, sacct, scontrol, submitted
 from workflow import REPO, SNAKEMAKE, make_campaign
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 PROFILE = REPO / "tests" / "slurm" / "profile"
-TEMPLATE = REPO / "profiles" / "slurm" / "config.yaml"
-
-
-def packing_args(ranks: int) -> list[str]:
-    """The shipped template's packing settings as command-line arguments, with
-    its per-group `resources: tasks` set to this cluster's label ranks."""
-    prof = yaml.safe_load(TEMPLATE.read_text())
-    args = []
-    for key in ("groups", "group-components", "set-resource-scopes"):
-        args += [f"--{key}", *(f"{k}={v}" for k, v in prof[key].items())]
-    assert prof["resources"] == {"tasks": prof["set-resources"]["label"]["tasks"]}
-    return args + ["--slurm-array-jobs", prof["slurm-array-jobs"], "--resources", f"tasks={ranks}"]
-
-
 def snakemake(workdir: Path, *args: str) -> list[str]:
     return [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml",
             "--profile", str(PROFILE), *args]
