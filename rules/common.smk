@@ -101,6 +101,11 @@ def get_dataset_input(wildcards):
     return files
 
 
+def member_seed(m):
+    """Each committee member's own seed, the same in every iteration."""
+    return config["seed"] * 1000 + int(m)
+
+
 def get_models(i):
     return [f"{iter_dir(i)}/models/member_{m}.model" for m in MEMBERS]
 

@@ -6,10 +6,6 @@
 # copied (a cheap no-op).
 
 
-def member_seed(m):
-    return config["seed"] * 1000 + int(m)
-
-
 if not config["committee"]["train_in_one_job"]:
 
     rule train:
