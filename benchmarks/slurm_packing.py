@@ -36,7 +36,8 @@ VARIANTS = {  # name: (where, config overrides, extra snakemake arguments)
     "slurm, a job per rule and wildcard": ("slurm", {}, []),
     "slurm, packed (template profile)": ("slurm", ONE_JOB, PACKED),
     "slurm, packed, 1 label chunk + 1 pack": ("slurm", {**ONE_JOB, **LARGE}, PACKED),
-    "inside one allocation (sbatch -n 4)": ("allocation", {}, []),
+    "inside one allocation (sbatch -n 4)": ("allocation", {}, ["4"]),
+    "inside one allocation (sbatch -n 2)": ("allocation", {}, ["2"]),
 }
 # label declares `mpi`: with plugin 2.8.0 / jobstep 0.6.1 every task of a label
 # array runs the first task's job (the jobstep's MPI branch ignores the array
@@ -54,16 +55,18 @@ def slurm_env() -> dict:
 def run(name: str, where: str, overrides: dict, extra: list[str]) -> dict:
     overrides = {**overrides, "committee": {"device": "cpu", **overrides.get("committee", {})}}
     wd = make_campaign(Path(tempfile.mkdtemp(prefix="pack-")), "xtb", **overrides)
+    if where == "allocation":  # extra: the CPUs of the sbatch job running snakemake inside it
+        ncpu, extra = extra[0], []
     cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml", *extra]
     env = slurm_env() if where != "local" else dict(os.environ)
     if where == "slurm":
         cmd += ["--profile", str(REPO / "tests" / "slurm" / "profile")]
-    elif where == "allocation":  # one sbatch job running snakemake inside it
-        cmd += ["--profile", str(REPO / "profiles" / "slurm-allocation"), "--cores", "4"]
+    elif where == "allocation":
+        cmd += ["--profile", str(REPO / "profiles" / "slurm-allocation"), "--cores", ncpu]
         (wd / "driver.sh").write_text(f"#!/bin/bash\ncd {wd}\necho inner-start $(date +%s.%N)\n"
                                       f"{' '.join(cmd)}\nrc=$?\necho inner-end $(date +%s.%N)\n"
                                       "exit $rc\n")
-        cmd = ["sbatch", "--wait", "-n", "4", "-t", "60", "-A", "testacct", "-p", "cpu",
+        cmd = ["sbatch", "--wait", "-n", ncpu, "-t", "60", "-A", "testacct", "-p", "cpu",
                "-o", str(wd / "driver.out"), str(wd / "driver.sh")]
     else:
         cmd += ["--profile", str(REPO / "profiles" / "local")]
@@ -91,9 +94,12 @@ def run(name: str, where: str, overrides: dict, extra: list[str]) -> dict:
 
 
 def main() -> None:
+    only = sys.argv[1:]  # variant names to run (substrings); all by default
     print(f"{'variant':40s} {'wall s':>7s} {'x local':>8s} {'batch jobs':>10s}  per rule", flush=True)
     base = None
     for name, spec in VARIANTS.items():  # each row as soon as it is measured
+        if only and not any(o in name for o in only):
+            continue
         r = run(name, *spec)
         base = base or r["wall_s"]
         print(f"{r['variant']:40s} {r['wall_s']:7.0f} {r['wall_s'] / base:8.2f} "
