@@ -8,10 +8,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test test-fast setup venv system clean
 
+DEMO = --profile profiles/local --configfile config/demo.yaml
+
 demo: setup
-	$(SNAKEMAKE) --profile profiles/local
+	$(SNAKEMAKE) $(DEMO)
 	@echo; echo "Campaign table (results/campaign.csv):"; cat results/campaign.txt
-	$(SNAKEMAKE) --profile profiles/local --report results/report.html
+	$(SNAKEMAKE) $(DEMO) --report results/report.html
 	@echo; echo "Campaign report: $(CURDIR)/results/report.html"
 
 test: setup

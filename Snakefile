@@ -1,23 +1,27 @@
 # Active learning of MACE interatomic potentials: train -> sample -> select -> label.
 # Science lives in the `alflow` package; rules only wire files together.
-# Where and how jobs run lives in profiles/<name>/config.yaml.
+# Where and how jobs run lives in profiles/<name>/config.yaml; what the
+# campaign is lives in the config file given with --configfile (the demo:
+# config/demo.yaml), completed from the defaults in config/schema.yaml.
 import sys
 
-import yaml
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 sys.path.insert(0, workflow.basedir)  # the alflow package (scripts: the symlink scripts/alflow)
-from alflow.config import coerce_cli_strings
+from alflow import config as alcfg
 
+if "structures" not in config:
+    raise WorkflowError(
+        "no campaign configuration: give one with --configfile, e.g.\n"
+        "  snakemake --profile profiles/local --configfile config/demo.yaml   (the demo)\n"
+        "  snakemake --profile profiles/local --configfile my_campaign.yaml\n"
+        "A campaign needs at least `structures` (and `reference.cp2k.template` for CP2K); "
+        "every other key has a default in config/schema.yaml (see the README's table).")
 
-configfile: "config/config.yaml"
-
-
-SCHEMA = os.path.join(workflow.basedir, "config", "schema.yaml")
-with open(SCHEMA) as schema_file:
-    config.update(coerce_cli_strings(config, yaml.safe_load(schema_file)))
-validate(config, SCHEMA)
+SCHEMA = alcfg.SCHEMA_PATH
+config.update(alcfg.coerce_cli_strings(config, alcfg.load_schema()))
+validate(config, str(SCHEMA))
 
 
 report: "report/workflow.rst"

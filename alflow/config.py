@@ -2,12 +2,14 @@
 must pass before any job starts. Every error names the config key or file."""
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import os
 from pathlib import Path
 
 import humanfriendly
+import yaml
 
 from .structures import StructureError, labelled_frames, load_structures
 from .training import RESERVED
@@ -15,6 +17,75 @@ from .training import RESERVED
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message starts with the key."""
+
+
+#: The config schema: defaults, types, and which keys are science.
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+#: ``x-rerun`` values of keys that never rerun finished work.
+NOT_SCIENCE = ("execution", "structure")
+
+
+@functools.lru_cache(maxsize=4)
+def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
+    """The schema, read once per process (callers must not change it)."""
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def science(config: dict, *keys: str, schema: dict | None = None) -> dict:
+    """The part of ``config[keys[0]][keys[1]]...`` that changes results.
+
+    Keys the schema marks ``x-rerun: execution`` (where and how fast a job
+    runs) or ``x-rerun: structure`` (how work is cut into jobs and files) are
+    dropped, recursively, as are the free-form keys an object lists under
+    ``x-execution-keys`` (e.g. mace-torch's ``valid_batch_size``). What is
+    left goes into a rule's ``params``: changing it reruns that rule, and
+    changing anything else never does.
+    """
+    node = schema or load_schema()
+    value = config
+    for key in keys:
+        value = value[key]
+        node = node.get("properties", {}).get(key, {})
+    return _science(value, node)
+
+
+def _science(value, node: dict):
+    if not isinstance(value, dict):
+        return value
+    props = node.get("properties", {})
+    skip = set(node.get("x-execution-keys", []))
+    return {k: _science(v, props.get(k, {})) for k, v in value.items()
+            if k not in skip and props.get(k, {}).get("x-rerun") not in NOT_SCIENCE}
+
+
+def level_of_theory(config: dict) -> dict:
+    """What decides a reference label: the reference's science without the
+    E0 mode, and without the CP2K template's path (rules take the template as
+    an input file, so its content counts and its location does not)."""
+    ref = science(config, "reference")
+    ref.pop("e0s", None)
+    ref.get("cp2k", {}).pop("template", None)
+    return ref
+
+
+#: ``committee.stress_weight`` when it is null and walkers run NPT: stress is in
+#: eV/Å^3, so its squared errors are ~1e4 smaller than the forces' (eV/Å).
+NPT_STRESS_WEIGHT = 1000.0
+
+
+def stress_weight(config: dict) -> float:
+    """Weight of stress in the training loss; 0: stress is not trained."""
+    weight = config["committee"]["stress_weight"]
+    if weight is None:
+        return NPT_STRESS_WEIGHT if config["sampling"]["pressures"] else 0.0
+    return float(weight)
+
+
+def template_files(config: dict) -> list[str]:
+    """The CP2K template as a rule input ([] for ASE references)."""
+    ref = config["reference"]
+    return [ref["cp2k"]["template"]] if ref["kind"] == "cp2k" else []
 
 
 # Fallback resources per rule; config['resources'][rule] and then a
@@ -156,7 +227,12 @@ def _check_reference(config: dict) -> None:
     if ref["kind"] == "cp2k":
         from .cp2k import check_elements, load_template
 
-        template = ref["cp2k"]["template"]
+        template = ref["cp2k"].get("template")
+        if not template:
+            raise ConfigError(
+                "reference.cp2k.template: required with reference.kind cp2k: the CP2K input "
+                "that defines your level of theory (method, basis, SCF). Start from a copy of "
+                "config/cp2k/water_pbe.inp (PBE/DZVP) or config/cp2k/water_xtb.inp (GFN1-xTB)")
         try:
             parsed = load_template(template)
         except (ValueError, OSError) as exc:

@@ -1,8 +1,10 @@
 """Growing the training set: deterministic, stable train/valid split.
 
-A frame's split is decided by a hash of its provenance string, so it never
-moves between train and valid when the dataset grows or is rebuilt, and the
-same campaign always produces the same files.
+Each batch of new labels is split once, when it joins the dataset: its frames
+are ranked by a hash of their provenance string and the campaign seed, and the
+first round(valid_fraction x n) go to validation. Earlier batches are carried
+over as they are, so a frame never changes side when the dataset grows or is
+rebuilt, and the same campaign always produces the same files.
 """
 from __future__ import annotations
 
@@ -14,26 +16,32 @@ from ase import Atoms
 from . import FAILURE_KEY
 
 
-def goes_to_valid(key: str, valid_fraction: float) -> bool:
-    digest = hashlib.sha256(key.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < valid_fraction
+def n_valid(n: int, valid_fraction: float) -> int:
+    """Validation frames of a batch of ``n``: round(fraction x n), at least one
+    and at most n - 1 when the batch has two frames or more."""
+    if n < 2 or valid_fraction <= 0:
+        return 0
+    return min(n - 1, max(1, round(valid_fraction * n)))
 
 
-def split(frames: list[Atoms], valid_fraction: float, tag: str) -> tuple[list[Atoms], list[Atoms]]:
-    """Split new frames into (train, valid); ``tag`` identifies their batch.
+def _rank(origin: str, seed: int) -> bytes:
+    return hashlib.sha256(f"{seed}:{origin}".encode()).digest()
+
+
+def split(frames: list[Atoms], valid_fraction: float, tag: str,
+          seed: int = 0) -> tuple[list[Atoms], list[Atoms]]:
+    """Split a batch of new frames into (train, valid); ``tag`` identifies it.
 
     Each frame keeps ``info['origin']`` when it has one; otherwise it gets
-    ``{tag}:{index}``. With at least two frames both sides get one frame.
+    ``{tag}:{index}``. The :func:`n_valid` frames whose hash of (seed,
+    origin) ranks first go to validation; both lists keep the input order.
     """
-    train, valid = [], []
     for k, atoms in enumerate(frames):
         atoms.info.setdefault("origin", f"{tag}:{k}")
-        (valid if goes_to_valid(atoms.info["origin"], valid_fraction) else train).append(atoms)
-    if len(frames) >= 2 and valid_fraction > 0:
-        if not valid:
-            valid.append(train.pop())
-        elif not train:
-            train.append(valid.pop())
+    order = sorted(range(len(frames)), key=lambda k: _rank(frames[k].info["origin"], seed))
+    chosen = set(order[:n_valid(len(frames), valid_fraction)])
+    train = [a for k, a in enumerate(frames) if k not in chosen]
+    valid = [a for k, a in enumerate(frames) if k in chosen]
     return train, valid
 
 

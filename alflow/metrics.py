@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 from ase import Atoms
 
-from . import ENERGY_KEY, FORCES_KEY
+from . import ENERGY_KEY, FORCES_KEY, STRESS_KEY
 from .sampling import committee_deviation
 
 
@@ -29,7 +29,7 @@ def evaluate(calc, frames: list[Atoms], return_predictions: bool = False):
     """
     if not frames:
         raise ValueError("the test set is empty: nothing to evaluate")
-    e_err, f_err, member_f_err, devs, rows = [], [], [], [], []
+    e_err, f_err, s_err, member_f_err, devs, rows = [], [], [], [], [], []
     for k, atoms in enumerate(frames):
         ref_e, ref_f = atoms.info[ENERGY_KEY], atoms.arrays[FORCES_KEY]
         probe = atoms.copy()
@@ -38,6 +38,8 @@ def evaluate(calc, frames: list[Atoms], return_predictions: bool = False):
         pred_e, pred_f = probe.get_potential_energy(), probe.get_forces()
         e_err.append((pred_e - ref_e) / n)
         f_err.append((pred_f - ref_f).ravel())
+        if STRESS_KEY in atoms.info and np.all(atoms.pbc):  # Voigt, eV/Å^3
+            s_err.append(probe.get_stress(voigt=True) - np.asarray(atoms.info[STRESS_KEY]))
         comm = calc.results.get("forces_comm")
         if comm is not None:
             member_f_err.append((np.asarray(comm) - ref_f).reshape(len(comm), -1))
@@ -55,6 +57,9 @@ def evaluate(calc, frames: list[Atoms], return_predictions: bool = False):
         "energy_rmse_meV_per_atom": 1000 * float(np.sqrt(np.mean(np.square(e_err)))),
         "force_rmse_meV_per_A": 1000 * float(np.sqrt(np.mean(f_all ** 2))),
         "force_mae_meV_per_A": 1000 * float(np.mean(np.abs(f_all))),
+        # over the 6 Voigt components of the test frames that carry a stress
+        "stress_rmse_meV_per_A3": (1000 * float(np.sqrt(np.mean(np.square(s_err))))
+                                   if s_err else None),
         "committee_force_dev_mean": float(np.mean(devs)),
     }
     if member_f_err:
@@ -69,7 +74,8 @@ def evaluate(calc, frames: list[Atoms], return_predictions: bool = False):
 HEADLINE = ["iteration", "n_labels", "n_new_labels", "n_label_failed", "label_failures_high",
             "n_frames",
             "walkers_stopped", "accurate_ratio", "trust_lo", "trust_hi", "calib_spearman",
-            "calib_error", "converged", "energy_rmse_meV_per_atom", "force_rmse_meV_per_A"]
+            "calib_error", "converged", "energy_rmse_meV_per_atom", "force_rmse_meV_per_A",
+            "stress_rmse_meV_per_A3"]
 
 STATS_COLUMNS = ("n_frames", "accurate_ratio", "n_selected", "n_selected_random",
                  "n_past_hi_selected", "n_walkers", "n_walkers_restarted", "walker_steps_mean",

@@ -38,9 +38,14 @@ __all__ = [
     "LabelFailure",
     "Reference",
     "label_chunk",
+    "isolated_atom_cached",
     "label_cached",
     "make_reference",
 ]
+
+#: Set to 1 to let a finished label chunk be relabelled with other structures.
+RELABEL_ENV = "ALFLOW_RELABEL"
+FINISHED_NAME = "finished.json"
 
 #: Longest failure message stored in ``info[FAILURE_KEY]``.
 MAX_FAILURE_CHARS = 300
@@ -129,7 +134,9 @@ class Cp2kReference(Reference):
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {"kind": "cp2k", "command": self.command, "template": self.template.fingerprint}
+        """The level of theory: the template's content. Not the binary, the
+        launcher or the time limit: a label is the same wherever it ran."""
+        return {"kind": "cp2k", "template": self.template.fingerprint}
 
     def describe(self) -> str:
         kw = self.run_kwargs
@@ -251,7 +258,7 @@ def make_reference(
         cfg = ref_cfg.get("cp2k", {})
         limit = ref_cfg.get("time_limit")
         return Cp2kReference(
-            load_template(cfg.get("template", "config/cp2k/water_xtb.inp")),
+            load_template(cfg["template"]),
             command=cfg.get("command", "cp2k"),
             mpi=_first_set(mpi, cfg.get("mpi"), "mpirun"),
             tasks=_first_set(tasks, cfg.get("tasks"), 1),
@@ -285,17 +292,27 @@ def structure_hash(atoms: Atoms, reference: Reference) -> str:
     return digest.hexdigest()
 
 
-def label_cached(reference: Reference, atoms: Atoms, workdir: str | os.PathLike[str]) -> Atoms:
-    """:meth:`Reference.label` with a result cache in ``workdir``.
+def cache_path(cache: str | os.PathLike[str], key: str) -> Path:
+    """Where the campaign-wide label cache keeps the result of ``key``."""
+    return Path(cache) / key[:2] / f"{key}.extxyz"
+
+
+def label_cached(reference: Reference, atoms: Atoms, workdir: str | os.PathLike[str],
+                 cache: str | os.PathLike[str] | None = None) -> Atoms:
+    """:meth:`Reference.label` with result caches.
 
     A finished result is stored as ``result.extxyz`` plus ``result.sha256``
-    (:func:`structure_hash`); when both are present and the hash matches,
-    the stored labels are reused instead of recomputing.  Failures are not
-    cached (a rerun tries them again).
+    (:func:`structure_hash`) in ``workdir`` and, when ``cache`` is given, in
+    the campaign-wide cache under its key (:func:`cache_path`), which any
+    chunk of any stage finds again: a structure relabelled by a rerun, a
+    changed ``chunk_size`` or another profile is never computed twice.
+    Failures are not cached (a rerun tries them again).
     """
     workdir = Path(workdir)
     key = structure_hash(atoms, reference)
     cached = _read_cached(workdir, key)
+    if cached is None and cache is not None:
+        cached = _read_frame(cache_path(cache, key))
     if cached is not None:
         return _with_labels(atoms, cached.info[ENERGY_KEY], cached.arrays[FORCES_KEY],
                             cached.info.get(STRESS_KEY), cached.info.get(RETRY_KEY))
@@ -304,14 +321,42 @@ def label_cached(reference: Reference, atoms: Atoms, workdir: str | os.PathLike[
     write_frames(workdir / RESULT_NAME, [labelled])
     with atomic_path(workdir / HASH_NAME) as tmp:
         tmp.write_text(key + "\n")
+    if cache is not None:
+        cache_path(cache, key).parent.mkdir(parents=True, exist_ok=True)
+        write_frames(cache_path(cache, key), [labelled])
     return labelled
+
+
+def isolated_atom_cached(reference: Reference, symbol: str, workdir: str | os.PathLike[str],
+                         cache: str | os.PathLike[str]) -> float:
+    """:meth:`Reference.isolated_atom_energy`, kept in the label cache under
+    the element and the level of theory."""
+    key = hashlib.sha256(f"isolated_atom:{symbol}:{reference.fingerprint()}".encode()).hexdigest()
+    path = Path(cache) / key[:2] / f"{key}.json"
+    try:
+        return float(json.loads(path.read_text())["energy"])
+    except (OSError, ValueError, KeyError):
+        pass
+    energy = reference.isolated_atom_energy(symbol, workdir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"element": symbol, "energy": energy}))
+    return energy
 
 
 def _read_cached(workdir: Path, key: str) -> Atoms | None:
     try:
         if (workdir / HASH_NAME).read_text().strip() != key:
             return None
-        frame = ase.io.read(workdir / RESULT_NAME, format="extxyz")
+    except OSError:
+        return None
+    return _read_frame(workdir / RESULT_NAME)
+
+
+def _read_frame(path: Path) -> Atoms | None:
+    """A cached labelled frame, or None when missing, unreadable or unlabelled."""
+    try:
+        frame = ase.io.read(path, format="extxyz")
     except Exception:  # missing, stale or unreadable: recompute
         return None
     if ENERGY_KEY not in frame.info or FORCES_KEY not in frame.arrays:
@@ -325,6 +370,8 @@ def label_chunk(
     failed_path: str | os.PathLike[str],
     reference: Reference,
     workdir: str | os.PathLike[str],
+    cache: str | os.PathLike[str] | None = None,
+    allow_relabel: bool | None = None,
 ) -> dict[str, Any]:
     """Label every frame of ``in_path`` (extxyz, may be empty).
 
@@ -336,15 +383,27 @@ def label_chunk(
     :class:`SystematicFailure` naming that error: a missing basis set or a
     broken launcher is not a property of the structures.  Returns ``{"n_input",
     "n_labelled", "n_failed", "failures": {kind: count}}``.
+
+    A finished chunk records its structures (``workdir/finished.json``). When
+    it is run again with other structures that are not in ``cache`` (the
+    selection of a finished iteration changed), it refuses with
+    :class:`RelabelRefused` instead of paying for them, unless
+    ``allow_relabel`` (default: the environment variable ``ALFLOW_RELABEL=1``).
     """
     frames = read_frames(in_path)
+    keys = [structure_hash(a, reference) for a in frames]
+    if allow_relabel is None:
+        allow_relabel = os.environ.get(RELABEL_ENV) == "1"
+    if not allow_relabel:
+        _check_not_finished_with_others(Path(workdir) / FINISHED_NAME, keys, cache, out_path)
     labelled: list[Atoms] = []
     failed: list[Atoms] = []
     failures: Counter[str] = Counter()
     for k, atoms in enumerate(frames):
         start = time.perf_counter()
         try:
-            labelled.append(label_cached(reference, atoms, Path(workdir) / f"struct_{k:04d}"))
+            labelled.append(label_cached(reference, atoms, Path(workdir) / f"struct_{k:04d}",
+                                         cache))
             log.info("structure %d/%d labelled in %.1f s", k + 1, len(frames),
                      time.perf_counter() - start)
         except LabelFailure as exc:
@@ -360,6 +419,8 @@ def label_chunk(
             f"and output of each: {Path(workdir) / 'struct_*'})")
     write_frames(out_path, labelled)
     write_frames(failed_path, failed)
+    with atomic_path(Path(workdir) / FINISHED_NAME) as tmp:
+        tmp.write_text(json.dumps({"output": str(out_path), "structures": keys}))
     return {
         "n_input": len(frames),
         "n_labelled": len(labelled),
@@ -370,6 +431,33 @@ def label_chunk(
 
 class SystematicFailure(RuntimeError):
     """Every structure of a chunk failed for the same reason: the chunk fails."""
+
+
+class RelabelRefused(RuntimeError):
+    """A finished chunk would be relabelled with structures that cost new
+    reference calculations."""
+
+
+def _check_not_finished_with_others(record: Path, keys: list[str],
+                                    cache: str | os.PathLike[str] | None, out_path) -> None:
+    try:
+        done = set(json.loads(record.read_text())["structures"])
+    except (OSError, ValueError, KeyError):
+        return  # never finished: a first run, or one that was killed
+    new = [k for k in keys if k not in done
+           and (cache is None or not cache_path(cache, k).exists())]
+    if not new:
+        return
+    raise RelabelRefused(
+        f"{out_path} was finished with other structures, and labelling these would cost "
+        f"{len(new)} new reference calculation(s) for a stage that is already done. The level of "
+        "theory (the CP2K template), or something that decides which frames a finished "
+        "iteration selects (selection, sampling, seed, a model), changed since it finished, "
+        "so Snakemake reruns it. Finished labels are never "
+        "replaced silently: revert the change and run again (the finished selections are remade "
+        "as they were, at no reference cost), or start the run with `--rerun-triggers mtime "
+        "input` so that changed settings apply only to iterations not yet run. To pay for the "
+        f"new labels, run again with {RELABEL_ENV}=1 in the environment.")
 
 
 def _systematic_failure(failed: list[Atoms], minimum: int = 2) -> str | None:

@@ -1,8 +1,10 @@
 """Training one committee member through mace-torch's own CLI (mace_run_train)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,8 +19,21 @@ from . import ENERGY_KEY, FORCES_KEY, STRESS_KEY
 RESERVED = {
     "name", "train_file", "valid_file", "test_file", "work_dir", "model_dir",
     "E0s", "seed", "device", "default_dtype", "energy_key", "forces_key",
-    "stress_key", "foundation_model", "max_num_epochs", "restart_latest",
+    "stress_key", "foundation_model", "max_num_epochs", "restart_latest", "stress_weight",
 }
+
+
+def member_seed(seed: int, member: int) -> int:
+    """Each committee member's own seed, the same in every iteration."""
+    return seed * 1000 + int(member)
+
+
+def member_index(path: str | os.PathLike) -> int:
+    """The member number of a model file ``.../member_{m}.model``."""
+    found = re.search(r"member_(\d+)\.model$", str(path))
+    if not found:
+        raise ValueError(f"not a committee member's model file: {path}")
+    return int(found.group(1))
 
 
 def _cli_value(value) -> str:
@@ -35,10 +50,11 @@ def e0s_argument(e0s: dict[str, float] | str) -> str:
 def mace_arguments(*, name: str, train_file: str, valid_file: str, work_dir: str,
                    e0s: dict[str, float] | str, seed: int, device: str, dtype: str,
                    epochs: int, hyper: dict, foundation: str | None = None,
-                   multihead: bool = False) -> list[str]:
+                   multihead: bool = False, stress_weight: float = 0.0) -> list[str]:
     """The argument list for mace_run_train; ``foundation``: the model to
     fine-tune from (naively, or with ``multihead`` mace-torch's multihead
-    fine-tuning)."""
+    fine-tuning); ``stress_weight`` > 0 trains stress too (mace-torch's
+    ``stress`` loss, unless ``hyper`` names a loss of its own)."""
     clash = RESERVED & set(hyper)
     if clash:
         raise ValueError(f"committee.mace may not set {sorted(clash)}: the workflow sets them")
@@ -49,6 +65,9 @@ def mace_arguments(*, name: str, train_file: str, valid_file: str, work_dir: str
         "energy_key": ENERGY_KEY, "forces_key": FORCES_KEY, "stress_key": STRESS_KEY,
         **hyper,
     }
+    if stress_weight > 0:
+        args.setdefault("loss", "stress")
+        args["stress_weight"] = stress_weight
     if foundation:
         args["foundation_model"] = foundation
         args["multiheads_finetuning"] = multihead
@@ -71,24 +90,29 @@ def train_member(*, output: str, work_dir: str, log_file: str, threads: int,
     """Train one member; the model is moved to ``output`` only when training succeeded.
 
     When ``work_dir`` holds checkpoints of an earlier, interrupted run with the
-    same arguments (a job killed at its time limit, a crashed login node),
-    training resumes from the latest checkpoint instead of starting again; when
-    that run had finished (its model is there), its model is taken as it is.
+    same arguments and the same *content* of every file they name (training,
+    validation and foundation files: :func:`training_key`) -- a job killed at
+    its time limit, a crashed login node, a cascade that rewrote identical
+    files -- training resumes from the latest checkpoint instead of starting
+    again; when that run had finished (its model is there), its model is taken
+    as it is. Changed data always trains afresh.
     ``env``: extra environment of the training process (CUDA_VISIBLE_DEVICES).
     """
     work = Path(work_dir)
     args = mace_arguments(work_dir=str(work), **kwargs)
     stamp = work / "arguments.json"
+    key = training_key(args)
     model = work / f"{kwargs['name']}.model"
-    restart = (stamp.exists() and json.loads(stamp.read_text()) == args
+    restart = (stamp.exists() and json.loads(stamp.read_text()) == key
                and any((work / "checkpoints").glob("*.pt")))
     if not restart:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        stamp.write_text(json.dumps(args))
+        stamp.write_text(json.dumps(key))
     if restart and model.exists():
         with open(log_file, "a") as log:
-            log.write(f"training with these arguments already finished: reusing {model}\n")
+            log.write("training with these arguments and the same data (content) already "
+                      f"finished: reusing {model}\n")
     else:
         cmd = mace_executable() + args + (["--restart_latest"] if restart else [])
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
@@ -103,6 +127,32 @@ def train_member(*, output: str, work_dir: str, log_file: str, threads: int,
     tmp = Path(output).with_suffix(".model.tmp")
     shutil.copyfile(model, tmp)
     os.replace(tmp, output)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+#: mace_run_train arguments that change where or how fast it runs, not the model.
+EXECUTION_ARGS = ("device", "valid_batch_size", "num_workers", "pin_memory", "log_level")
+
+
+def training_key(args: list[str]) -> dict:
+    """What decides a training run: its arguments (less :data:`EXECUTION_ARGS`)
+    and the SHA-256 of every file an argument names (train, valid, foundation,
+    pre-training data), so that a file rewritten with other content under the
+    same path retrains, and a run moved to a GPU reuses."""
+    science = [a for a in args if a.split("=", 1)[0].lstrip("-") not in EXECUTION_ARGS]
+    files = {}
+    for arg in science:
+        value = arg.split("=", 1)[-1]
+        if value and os.path.isfile(value):
+            files[value] = file_sha256(value)
+    return {"arguments": science, "files": files}
 
 
 def train_members(members: list[dict], threads: int, gpus: list[str]) -> None:

@@ -55,7 +55,7 @@ EMT = {
     "resources": {"label": {"mpi": ""}},
 }
 
-# The default campaign (config/config.yaml): 8 water molecules, CP2K GFN1-xTB.
+# The demo campaign (config/demo.yaml): 8 water molecules, CP2K GFN1-xTB.
 WATER = {
     "iterations": 2,
     "test_set": {"source": "reference_md", "n_structures": 24},
@@ -78,7 +78,7 @@ def merge(base: dict, over: dict) -> dict:
 
 
 def base_config(system: str) -> dict:
-    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    default = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     cfg = merge(default, SYSTEMS[system])
     cfg["structures"] = str(REPO / cfg["structures"]) if not Path(cfg["structures"]).is_absolute() \
         else cfg["structures"]

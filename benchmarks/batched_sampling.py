@@ -40,7 +40,7 @@ from alflow.training import train_member  # noqa: E402
 
 def committee_models(n_members: int = 2) -> list[str]:
     """Train (once) a small committee on real xTB labels of the demo's water box."""
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     models = [OUT / f"member_{m}.model" for m in range(n_members)]
     if all(m.exists() for m in models):
         return [str(m) for m in models]
@@ -92,7 +92,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     models = args.models or committee_models()
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     starts = [fresh(a) for a in load_structures(REPO / cfg["structures"])]
     rows = []
     for dtype in args.dtypes:

@@ -7,7 +7,7 @@ many there were, how many pass the sanity check, their deviation, and the
 committee's true max atomic force error on them, next to the true error of the
 frames the campaign did select (its calibration.json).
 
-    .venv/bin/python benchmarks/past_hi_frames.py results [config/config.yaml]
+    .venv/bin/python benchmarks/past_hi_frames.py results [config/demo.yaml]
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from alflow.selection import deviation, is_sane  # noqa: E402
 
 def main() -> None:
     results = Path(sys.argv[1] if len(sys.argv) > 1 else "results")
-    cfg = yaml.safe_load(Path(sys.argv[2] if len(sys.argv) > 2 else REPO / "config" / "config.yaml")
+    cfg = yaml.safe_load(Path(sys.argv[2] if len(sys.argv) > 2 else REPO / "config" / "demo.yaml")
                          .read_text())
     ref_cfg = cfg["reference"]
     ref = make_reference(ref_cfg, mpi="", tasks=1, cpus_per_task=1)

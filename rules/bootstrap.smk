@@ -18,8 +18,6 @@ if config["bootstrap"]["source"] == "foundation_md":
             n=config["bootstrap"]["n_structures"],
             md=config["bootstrap"]["md"],
             seed=config["seed"],
-            device=config["sampling"]["device"],
-            dtype=config["sampling"]["dtype"],
         log:
             logpath("bootstrap.log"),
         benchmark:
@@ -71,14 +69,15 @@ if TEST_SOURCE == "reference_md":
     # sampling temperatures; runs the reference, hence the label resources.
     rule test_md:
         input:
-            config["structures"],
+            structures=config["structures"],
+            template=get_template(),
         output:
             [res(f"test/structures/chunk_{c}.xyz") for c in get_chunks("test")],
         params:
-            reference=config["reference"],
+            level_of_theory=get_level_of_theory(),
             temperatures=config["sampling"]["temperatures"],
             n=config["test_set"]["n_structures"],
-            md=config["test_set"]["md"],
+            md=science("test_set", "md"),
             seed=config["seed"] + 7919,
             workdir=res("test/md_work"),
         log:
@@ -122,12 +121,16 @@ else:
 
 
 rule e0s:
+    input:
+        template=get_template(),
+        foundation=FOUNDATION or [],
     output:
         res("reference/e0s.json"),
     params:
-        reference=config["reference"],
+        level_of_theory=get_level_of_theory(),
+        e0s=config["reference"]["e0s"],
         elements=ELEMENTS,
-        foundation=FOUNDATION,
+        cache=res("reference/label_cache"),
         workdir=res("reference/e0s_work"),
     log:
         logpath("e0s.log"),

@@ -28,6 +28,23 @@ wildcard_constraints:
     p=r"\d+",
 
 
+def science(*keys):
+    """config[keys...] without its execution and structure keys (schema
+    `x-rerun`): what a rule's params may hold. Where and how fast a job runs
+    is read by the scripts from snakemake.config and never reruns a job."""
+    return alcfg.science(config, *keys)
+
+
+def get_level_of_theory():
+    """What decides a reference label (params of label, e0s and test_md); the
+    CP2K template is their input file (get_template) instead."""
+    return alcfg.level_of_theory(config)
+
+
+def get_template():
+    return alcfg.template_files(config)
+
+
 def res(path):
     """A path under the campaign's results directory."""
     return os.path.join(config["results"], path)
@@ -101,11 +118,6 @@ def get_dataset_input(wildcards):
     return files
 
 
-def member_seed(m):
-    """Each committee member's own seed, the same in every iteration."""
-    return config["seed"] * 1000 + int(m)
-
-
 def get_models(i):
     return [f"{iter_dir(i)}/models/member_{m}.model" for m in MEMBERS]
 
@@ -117,9 +129,8 @@ def get_train_input(wildcards):
         "valid": f"{iter_dir(i)}/dataset/valid.xyz",
         "e0s": res("reference/e0s.json"),
     }
-    if i > 0:  # one member (rule train) or all (train_committee)
-        files["previous"] = ([f"{iter_dir(i - 1)}/models/member_{wildcards.m}.model"]
-                             if "m" in wildcards.keys() else get_models(i - 1))
+    if i > 0:  # the whole previous committee, for rule train and train_committee
+        files["previous"] = get_models(i - 1)  # alike (a switch reruns nothing)
         files["stats"] = f"{iter_dir(i)}/select/stats.json"
     elif FOUNDATION:
         files["foundation"] = FOUNDATION

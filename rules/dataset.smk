@@ -1,5 +1,6 @@
 # The dataset of iteration i: that of i-1 plus the new labels, split
 # deterministically into train/valid (a frame never changes side).
+# reference.max_failure_rate only flags (read from the config, not a param).
 
 
 rule dataset:
@@ -11,7 +12,7 @@ rule dataset:
         summary=res("iter_{it}/dataset/summary.json"),
     params:
         valid_fraction=config["dataset"]["valid_fraction"],
-        max_failure_rate=config["reference"]["max_failure_rate"],
+        seed=config["seed"],
     log:
         logpath("dataset/iter_{it}.log"),
     benchmark:

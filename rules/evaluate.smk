@@ -9,9 +9,6 @@ rule evaluate:
     output:
         metrics=res("iter_{it}/metrics.json"),
         predictions=res("iter_{it}/test_predictions.csv"),
-    params:
-        device=config["committee"]["device"],
-        dtype=config["committee"]["dtype"],
     log:
         logpath("evaluate/iter_{it}.log"),
     benchmark:

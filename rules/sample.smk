@@ -10,12 +10,11 @@ rule sample:
         states=res("iter_{it}/sample/states_{p}.xyz"),
         records=res("iter_{it}/sample/walkers_{p}.json"),
     params:
-        sampling=config["sampling"],
+        sampling=science("sampling"),  # batched, batch_size, device, dtype: from the config
         trust_hi=config["selection"]["trust_hi"],
         descriptors=config["selection"]["strategy"] == "fps",
         elements=ELEMENTS,
         convergence=CONVERGENCE,
-        n_packs=N_PACKS,
         seed=config["seed"],
     log:
         logpath("sample/iter_{it}_pack_{p}.log"),

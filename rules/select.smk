@@ -11,7 +11,7 @@ rule select:
         stats=res("iter_{it}/select/stats.json"),
         frames=res("iter_{it}/select/frames.csv"),
     params:
-        selection=config["selection"],
+        selection=science("selection"),  # chunk_size: the number of chunk files
         convergence=CONVERGENCE,
         seed=config["seed"],
     log:

@@ -3,7 +3,9 @@
 # members at once (one GPU each), for GPU partitions where every submission
 # waits in the queue. Later iterations may fine-tune from the member of the
 # previous iteration; once the campaign has converged the previous member is
-# copied (a cheap no-op).
+# copied (a cheap no-op). Both rules have the same inputs and params, so a
+# switch between them (a profile's train_in_one_job) reruns nothing; a member
+# is retrained only when its data's content or its science changed.
 
 
 if not config["committee"]["train_in_one_job"]:
@@ -14,10 +16,9 @@ if not config["committee"]["train_in_one_job"]:
         output:
             res("iter_{it}/models/member_{m}.model"),
         params:
-            committee=config["committee"],
-            members=lambda wc: [int(wc.m)],
-            seeds=lambda wc: [member_seed(wc.m)],
-            workdirs=lambda wc: [res(f"iter_{wc.it}/models/work_{wc.m}")],
+            committee=science("committee"),
+            stress_weight=alcfg.stress_weight(config),
+            seed=config["seed"],
         log:
             logpath("train/iter_{it}_member_{m}.log"),
         benchmark:
@@ -42,10 +43,9 @@ else:
         output:
             [res(f"iter_{{it}}/models/member_{m}.model") for m in MEMBERS],
         params:
-            committee=config["committee"],
-            members=MEMBERS,
-            seeds=[member_seed(m) for m in MEMBERS],
-            workdirs=lambda wc: [res(f"iter_{wc.it}/models/work_{m}") for m in MEMBERS],
+            committee=science("committee"),
+            stress_weight=alcfg.stress_weight(config),
+            seed=config["seed"],
         log:
             [logpath(f"train/iter_{{it}}_member_{m}.log") for m in MEMBERS],
         benchmark:

@@ -14,7 +14,7 @@ else:  # a user-supplied labelled dataset replaces the bootstrap
     new = labelled_frames(inp.new)
     failures = {}
 n_failed = sum(failures.values())
-train, valid = dataset.split(new, sm.params.valid_fraction, tag)
+train, valid = dataset.split(new, sm.params.valid_fraction, tag, seed=sm.params.seed)
 n_new_train, n_new_valid = len(train), len(valid)
 if "train" in inp.keys():
     train = read_frames(inp.train) + train
@@ -23,14 +23,15 @@ if not train:
     raise ValueError(f"{tag}: the training set is empty: {dataset.empty_reason(failures)} "
                      f"(failed structures with their errors: {', '.join(inp.get('failed', []))})")
 rate = dataset.failure_rate(len(new), failures)
-if rate > sm.params.max_failure_rate:
+max_rate = sm.config["reference"]["max_failure_rate"]  # only flags: not a param
+if rate > max_rate:
     log.warning("%s: %.0f %% of the labels failed (reference.max_failure_rate %.0f %%): %s",
-                tag, 100 * rate, 100 * sm.params.max_failure_rate, failures)
+                tag, 100 * rate, 100 * max_rate, failures)
 write_frames(sm.output.train, train)
 write_frames(sm.output.valid, valid)
 summary = {"n_train": len(train), "n_valid": len(valid), "n_new_labels": len(new),
            "n_new_train": n_new_train, "n_new_valid": n_new_valid, "n_label_failed": n_failed,
            "label_failures": failures, "label_failure_rate": rate,
-           "label_failures_high": rate > sm.params.max_failure_rate}
+           "label_failures_high": rate > max_rate}
 write_json(sm.output.summary, summary)
 log.info("%s", summary)

@@ -1,15 +1,18 @@
 """Label one chunk with the reference; failures are kept aside, not lost."""
 from alflow import logs
-from alflow.reference import SystematicFailure, label_chunk, make_reference
+from alflow.reference import RelabelRefused, SystematicFailure, label_chunk, make_reference
 
 sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])
-ref = make_reference(sm.params.reference, mpi=sm.resources.mpi, tasks=sm.resources.tasks,
+# The level of theory is in params (provenance); the binary, the launcher and
+# the time limit are read from the config: they never rerun a label.
+ref = make_reference(sm.config["reference"], mpi=sm.resources.mpi, tasks=sm.resources.tasks,
                      cpus_per_task=sm.resources.cpus_per_task)
 log.info("%s", ref.describe())
 try:
-    counts = label_chunk(sm.input[0], sm.output.labelled, sm.output.failed, ref, sm.params.workdir)
-except SystematicFailure as exc:  # the reason belongs in Snakemake's own output too
+    counts = label_chunk(sm.input.structures, sm.output.labelled, sm.output.failed, ref,
+                         sm.params.workdir, cache=sm.params.cache)
+except (SystematicFailure, RelabelRefused) as exc:  # the reason belongs in Snakemake's output
     log.error("%s", exc)
     logs.to_terminal(f"ERROR in label job {sm.wildcards.stage} chunk {sm.wildcards.c}: {exc}")
     raise

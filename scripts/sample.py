@@ -1,6 +1,7 @@
 """Run one pack of MD walkers with the committee of the previous iteration."""
 from ase.data import atomic_numbers
 
+from alflow import config as alcfg
 from alflow import gpu, logs, sampling
 from alflow.io import read_frames, read_json, write_frames, write_json
 from alflow.metrics import load_committee
@@ -8,7 +9,8 @@ from alflow.structures import load_structures
 
 sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])
-s, p, inp = sm.params.sampling, sm.params, sm.input
+# the science from params; batched, batch_size, device, dtype from the config
+s, p, inp = {**sm.config["sampling"], **sm.params.sampling}, sm.params, sm.input
 device = gpu.resolve_device(s["device"], sm.resources.gpu)
 slots = gpu.pin(sm.resources.gpu, device)  # CUDA_VISIBLE_DEVICES for this job
 it, pack = int(sm.wildcards.it), int(sm.wildcards.p)
@@ -16,7 +18,7 @@ it, pack = int(sm.wildcards.it), int(sm.wildcards.p)
 initial = load_structures(inp.structures)
 walkers = sampling.make_walkers(s["temperatures"], s["pressures"], s["walkers_per_condition"],
                                 len(initial))
-mine = sampling.pack_walkers(walkers, p.n_packs, pack)
+mine = sampling.pack_walkers(walkers, alcfg.n_packs(sm.config), pack)
 previous = None
 if it > 1:  # each walker's last trusted state and what it did last iteration
     states = read_frames(inp.states)

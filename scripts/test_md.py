@@ -16,7 +16,7 @@ log.info("%d test frames from MD at %s K (timestep %g fs, %d equilibration steps
          "%d steps)", p.n, ", ".join(f"{t:g}" for t in p.temperatures), md["timestep_fs"],
          md["equilibration_steps"], md["interval_steps"])
 frames = reference_md_frames(
-    p.reference, load_structures(sm.input[0]), p.temperatures, p.n,
+    sm.config["reference"], load_structures(sm.input.structures), p.temperatures, p.n,
     timestep_fs=md["timestep_fs"], equilibration_steps=md["equilibration_steps"],
     interval_steps=md["interval_steps"], friction=md["friction"], seed=p.seed,
     workdir=p.workdir, mpi=sm.resources.mpi, tasks=sm.resources.tasks,

@@ -24,12 +24,77 @@ def test_defaults_are_filled():
     assert cfg["selection"]["strategy"] == "balanced"
     assert cfg["convergence"]["accurate_ratio"] == 0.97
     assert cfg["reference"]["cp2k"]["command"] == "cp2k"
+    assert "template" not in cfg["reference"]["cp2k"]  # no demo template underneath
+    assert cfg["committee"]["mace"] == {"r_max": 3.5, "num_channels": 8, "max_L": 0,
+                                        "num_interactions": 1, "correlation": 1,
+                                        "batch_size": 4, "valid_batch_size": 8,
+                                        "eval_interval": 4}
     alcfg.check(cfg)
 
 
-def test_shipped_config_is_valid():
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    validate(cfg, SCHEMA)
+def test_shipped_configs_are_valid():
+    for path in (REPO / "config").glob("*.yaml"):
+        if path.name != "schema.yaml":
+            cfg = yaml.safe_load(path.read_text())
+            validate(cfg, SCHEMA)
+
+
+def test_readme_config_table_is_the_schema():
+    """Keys, defaults and enums in the README are those of the schema (the
+    table is generated: python -m alflow.schema_doc README.md)."""
+    from alflow import schema_doc
+
+    readme = (REPO / "README.md").read_text()
+    assert schema_doc.readme_table(readme) == schema_doc.table()
+    keys = [row[0] for row in schema_doc.rows()]
+    for key in ("`sampling.batch_size`", "`reference.cp2k.template`", "`committee.stress_weight`",
+                "`selection.adaptive.hi_factor`", "`resources`"):
+        assert key in keys
+    row = dict((r[0], r) for r in schema_doc.rows())
+    assert row["`bootstrap.n_structures`"][1] == "`24`"
+    assert row["`sampling.batch_size`"][2] == "never" and row["`sampling.steps`"][2] == "science"
+    assert "`fixed`" in row["`selection.trust_mode`"][3] and "`adaptive`" in row[
+        "`selection.trust_mode`"][3]
+
+
+def test_science_leaves_out_where_and_how_fast():
+    """A rule's params hold the science: performance and site settings are not
+    part of it, so changing them reruns nothing."""
+    cfg = emt_config()
+    fast = copy.deepcopy(cfg)
+    fast["sampling"].update(batch_size=7, batched=False, device="cuda", dtype="float64")
+    fast["committee"].update(device="cuda", train_in_one_job=True)
+    fast["committee"]["mace"]["valid_batch_size"] = 64
+    fast["reference"].update(time_limit="2h", max_failure_rate=0.5)
+    fast["selection"]["chunk_size"] = 5
+    for keys in (("sampling",), ("committee",), ("selection",), ("reference",)):
+        assert alcfg.science(cfg, *keys) == alcfg.science(fast, *keys), keys
+    assert alcfg.level_of_theory(cfg) == alcfg.level_of_theory(fast)
+    assert "batch_size" not in alcfg.science(cfg, "sampling")
+    assert alcfg.science(cfg, "committee")["mace"]["r_max"] == 3.5
+    science = copy.deepcopy(cfg)
+    science["sampling"]["steps"] += 1
+    science["committee"]["mace"]["r_max"] = 4.0
+    science["reference"]["ase"]["kwargs"] = {"asap_cutoff": True}
+    for keys in (("sampling",), ("committee",)):
+        assert alcfg.science(cfg, *keys) != alcfg.science(science, *keys), keys
+    assert alcfg.level_of_theory(cfg) != alcfg.level_of_theory(science)
+
+
+def test_stress_is_trained_for_npt_walkers():
+    cfg = emt_config()
+    assert alcfg.stress_weight(cfg) == 0.0
+    cfg["sampling"]["pressures"] = [0.0]
+    assert alcfg.stress_weight(cfg) == alcfg.NPT_STRESS_WEIGHT
+    cfg["committee"]["stress_weight"] = 0
+    assert alcfg.stress_weight(cfg) == 0.0
+
+
+def test_cp2k_reference_needs_a_template():
+    cfg = emt_config()
+    cfg["reference"]["kind"] = "cp2k"
+    with pytest.raises(alcfg.ConfigError, match="reference.cp2k.template: required"):
+        alcfg.check(cfg)
 
 
 @pytest.mark.parametrize("patch,word", [

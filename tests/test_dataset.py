@@ -1,7 +1,7 @@
 from ase import Atoms
 
 from alflow import FAILURE_KEY
-from alflow.dataset import empty_reason, failure_counts, failure_rate, split
+from alflow.dataset import empty_reason, failure_counts, failure_rate, n_valid, split
 from alflow.structures import split_chunks
 
 
@@ -18,14 +18,26 @@ def origins(fs):
     return [a.info["origin"] for a in fs]
 
 
-def test_split_is_deterministic_and_stable():
+def test_split_is_deterministic_and_honours_the_fraction():
     t1, v1 = split(frames(200, "a"), 0.1, "x")
     t2, v2 = split(frames(200, "a"), 0.1, "x")
     assert origins(t1) == origins(t2) and origins(v1) == origins(v2)
-    assert 5 <= len(v1) <= 40  # ~10 % of 200
-    # a frame's side does not depend on what else is in the batch
-    t3, v3 = split(frames(200, "a")[50:], 0.1, "x")
-    assert set(origins(v3)) == set(origins(v1)) - {f"a:{k}" for k in range(50)}
+    assert len(v1) == 20 and len(t1) == 180
+    assert origins(t1) == sorted(origins(t1), key=lambda o: int(o.split(":")[1]))  # input order
+
+
+def test_small_batches_keep_most_frames_for_training():
+    """The same origins (bootstrap:0..15) in every campaign: 16 labels give 2
+    validation frames, 6 give 1, whatever the seed; the seed picks which."""
+    for seed in range(20):
+        for n, expected in ((16, 2), (6, 1), (2, 1), (1, 0)):
+            train, valid = split(frames(n, "bootstrap"), 0.1, "x", seed=seed)
+            assert len(valid) == expected and len(train) == n - expected
+    picks = {tuple(origins(split(frames(16, "bootstrap"), 0.1, "x", seed=s)[1]))
+             for s in range(20)}
+    assert len(picks) > 10
+    assert [n_valid(n, 0.1) for n in (0, 1, 2, 9, 16, 25, 100)] == [0, 0, 1, 1, 2, 2, 10]
+    assert n_valid(3, 0.5) == 2 and n_valid(16, 0.0) == 0
 
 
 def test_split_gives_both_sides_something():

@@ -12,12 +12,13 @@ PROFILES = sorted(p.name for p in (REPO / "profiles").iterdir() if (p / "config.
 
 
 def dry_run(profile, tmp_path):
-    """The shipped config in a fresh directory, with no --config on the
-    command line (it would replace the profile's own `config:` entries)."""
+    """The demo config in a fresh directory, with no --config on the command
+    line (it would replace the profile's own `config:` entries)."""
     (tmp_path / "config").symlink_to(REPO / "config")
     proc = subprocess.run(
         [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--profile", str(REPO / "profiles" / profile),
-         "-n"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+         "--configfile", "config/demo.yaml", "-n"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 

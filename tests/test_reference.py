@@ -16,9 +16,12 @@ from alflow.reference import (
     AseReference,
     Cp2kReference,
     LabelFailure,
+    RelabelRefused,
     SystematicFailure,
+    isolated_atom_cached,
     label_chunk,
     make_reference,
+    structure_hash,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -163,15 +166,66 @@ def test_label_chunk_ase_mix_and_resume(tmp_path):
     np.testing.assert_array_equal(again[0].arrays[FORCES_KEY], out[0].arrays[FORCES_KEY])
     assert again[0].info["origin"] == "test:0"
 
-    # A changed structure (or different reference settings) is recomputed.
+    # A changed structure (or different reference settings) would cost new
+    # labels in a finished chunk: refused, unless relabelling is allowed.
     frames[0].positions[0, 0] += 0.01
     ase.io.write(paths[0], frames)
     CountingEMT.calls = 0
-    label_chunk(*paths, ref, tmp_path / "work")
+    with pytest.raises(RelabelRefused, match="1 new reference calculation.*ALFLOW_RELABEL=1"):
+        label_chunk(*paths, ref, tmp_path / "work")
+    assert CountingEMT.calls == 0 and read(paths[1])[0].info["origin"] == "test:0"
+    label_chunk(*paths, ref, tmp_path / "work", allow_relabel=True)
     calls_moved = CountingEMT.calls
     CountingEMT.calls = 0
-    label_chunk(*paths, AseReference(CountingEMT, {"asap_cutoff": True}), tmp_path / "work")
+    label_chunk(*paths, AseReference(CountingEMT, {"asap_cutoff": True}), tmp_path / "work",
+                allow_relabel=True)
     assert CountingEMT.calls > calls_moved
+
+
+def test_label_cache_is_shared_by_chunks_and_keyed_by_level_of_theory(tmp_path, monkeypatch):
+    """A structure labelled in one chunk is never computed again: not in
+    another chunk (a changed chunk_size), not with another CP2K binary or
+    launcher; another level of theory is another key."""
+    frames = [cu_cell(0), cu_cell(1), cu_cell(2)]
+    ase.io.write(tmp_path / "a.xyz", frames[:2])
+    ase.io.write(tmp_path / "b.xyz", frames[::-1])
+    cache = tmp_path / "cache"
+    ref = AseReference(CountingEMT)
+    CountingEMT.calls = 0
+    label_chunk(tmp_path / "a.xyz", tmp_path / "a_out.xyz", tmp_path / "a_failed.xyz", ref,
+                tmp_path / "work_a", cache=cache)
+    assert CountingEMT.calls == 2 and len(list(cache.glob("*/*.extxyz"))) == 2
+    CountingEMT.calls = 0
+    label_chunk(tmp_path / "b.xyz", tmp_path / "b_out.xyz", tmp_path / "b_failed.xyz", ref,
+                tmp_path / "work_b", cache=cache)
+    assert CountingEMT.calls == 1  # only the third structure is new
+    a, b = read(tmp_path / "a_out.xyz"), read(tmp_path / "b_out.xyz")
+    np.testing.assert_array_equal(b[2].arrays[FORCES_KEY], a[0].arrays[FORCES_KEY])
+    # a finished chunk rerun with other structures that are all cached costs
+    # nothing, so it is not refused
+    ase.io.write(tmp_path / "a.xyz", frames[1:])
+    label_chunk(tmp_path / "a.xyz", tmp_path / "a_out.xyz", tmp_path / "a_failed.xyz", ref,
+                tmp_path / "work_a", cache=cache)
+    # the ALFLOW_RELABEL environment variable allows a paid relabel
+    ase.io.write(tmp_path / "a.xyz", [cu_cell(3)])
+    monkeypatch.setenv("ALFLOW_RELABEL", "1")
+    label_chunk(tmp_path / "a.xyz", tmp_path / "a_out.xyz", tmp_path / "a_failed.xyz", ref,
+                tmp_path / "work_a", cache=cache)
+    # the binary, launcher and time limit are not part of the key; the template is
+    x1 = make_reference({"kind": "cp2k", "cp2k": {"template": str(XTB), "command": "cp2k"}})
+    x2 = make_reference({"kind": "cp2k", "time_limit": "5m",
+                         "cp2k": {"template": str(XTB), "command": "cp2k.psmp"}},
+                        mpi="srun --exact", tasks=64, cpus_per_task=2)
+    assert structure_hash(frames[0], x1) == structure_hash(frames[0], x2)
+    other = tmp_path / "other.inp"
+    other.write_text(XTB.read_text().replace("EPS_SCF 1.0E-6", "EPS_SCF 1.0E-7", 1))
+    x3 = make_reference({"kind": "cp2k", "cp2k": {"template": str(other)}})
+    assert structure_hash(frames[0], x3) != structure_hash(frames[0], x1)
+    # isolated atoms are cached too
+    CountingEMT.calls = 0
+    e1 = isolated_atom_cached(ref, "Cu", tmp_path / "atom1", cache)
+    e2 = isolated_atom_cached(ref, "Cu", tmp_path / "atom2", cache)
+    assert e1 == e2 and CountingEMT.calls == 1
 
 
 @pytest.fixture(scope="module")

@@ -88,6 +88,52 @@ def test_rerun_resumes_from_checkpoint_of_the_same_run(tmp_path, cu_dataset):
     assert "resuming" not in (tmp_path / "log").read_text()
 
 
+def test_changed_data_under_the_same_path_retrains(tmp_path, cu_dataset):
+    """The reuse of a finished run is keyed by the content of the files it
+    read, not their paths: a dataset rewritten with other frames retrains;
+    identical content (a cascade that rewrote the same bytes) reuses."""
+    from conftest import cu_frames
+    from alflow.io import write_frames
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train.xyz", "valid.xyz"):
+        (data / name).write_bytes((cu_dataset / name).read_bytes())
+    first = _train(tmp_path, data, epochs=2).read_bytes()
+    (tmp_path / "m.model").unlink()  # Snakemake removes the output before a rerun
+    (data / "train.xyz").write_bytes((cu_dataset / "train.xyz").read_bytes())  # same bytes
+    assert _train(tmp_path, data, epochs=2).read_bytes() == first
+    assert (tmp_path / "log").read_text().count("already finished: reusing") == 1
+    (tmp_path / "m.model").unlink()
+    write_frames(data / "train.xyz", cu_frames(16, seed=5))  # new labels, same path
+    (tmp_path / "log").write_text("")
+    retrained = _train(tmp_path, data, epochs=2).read_bytes()
+    log = (tmp_path / "log").read_text()
+    assert "reusing" not in log and "resuming" not in log and "mace_run_train" in log
+    assert retrained != first
+    key = json.loads((tmp_path / "work" / "arguments.json").read_text())
+    assert key["files"][str(data / "train.xyz")] == training.file_sha256(data / "train.xyz")
+    # where it runs is not part of the key
+    args = mace_arguments(name="m", train_file=str(data / "train.xyz"), valid_file="v.xyz",
+                          work_dir="w", e0s="average", seed=1, device="cpu", dtype="float64",
+                          epochs=1, hyper={"valid_batch_size": 4})
+    gpu_args = [a.replace("--device=cpu", "--device=cuda").replace("=4", "=32") for a in args]
+    assert training.training_key(args) == training.training_key(gpu_args)
+
+
+def test_stress_is_trained_when_asked():
+    common = dict(name="m", train_file="t.xyz", valid_file="v.xyz", work_dir="w",
+                  e0s="average", seed=1, device="cpu", dtype="float64", epochs=1)
+    args = mace_arguments(hyper={}, stress_weight=1000.0, **common)
+    assert "--loss=stress" in args and "--stress_weight=1000.0" in args
+    assert not any(a.startswith(("--loss", "--stress_weight")) for a in
+                   mace_arguments(hyper={}, **common))
+    own = mace_arguments(hyper={"loss": "universal"}, stress_weight=10.0, **common)
+    assert "--loss=universal" in own and "--stress_weight=10.0" in own
+    with pytest.raises(ValueError, match="stress_weight"):
+        mace_arguments(hyper={"stress_weight": 3}, **common)
+
+
 def test_failed_training_leaves_no_model(tmp_path, cu_dataset):
     bad = tmp_path / "empty.xyz"
     bad.write_text("")

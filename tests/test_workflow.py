@@ -45,6 +45,12 @@ def test_dry_run_rejects_bad_config_before_any_job(tmp_path):
     wd2 = make_campaign(tmp_path / "typo", "emt", samplng={"steps": 3})
     proc = run(wd2, "-n", check=False)
     assert proc.returncode != 0 and "'samplng' was unexpected" in proc.stdout + proc.stderr
+    # no demo config underneath: a CP2K reference without a template is refused
+    wd3 = make_campaign(tmp_path / "no_template", "emt", reference={"kind": "cp2k"})
+    proc = run(wd3, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "reference.cp2k.template: required" in out
+    assert not (wd3 / "results").exists()
 
 
 def test_reference_that_cannot_label_the_elements_fails_the_dry_run(tmp_path):
@@ -196,7 +202,48 @@ def test_emt_campaign_end_to_end_and_reruns(tmp_path):
     unchanged = [k for k in unchanged if not k.startswith(("logs", "benchmarks"))]
     assert unchanged and all(before[k] == after[k] for k in unchanged)
     assert after["iter_002/metrics.json"] > before["iter_002/metrics.json"]
+    # the relabelled chunk came from the label cache, and the models retrained
+    # on identical data were reused, not trained again
+    log = (res / "logs" / "train" / "iter_001_member_0.log").read_text()
+    assert log.count("already finished: reusing") == 1
     print(f"EMT campaign wall time: {wall:.1f} s")
+
+    check_provenance(wd)
+
+
+def nothing_to_do(proc):
+    out = proc.stdout + proc.stderr
+    return "Nothing to be done" in out, out[-3000:]
+
+
+def check_provenance(wd):
+    """On a finished campaign, execution-only changes and another profile plan
+    zero jobs; a changed selection that would pay for new labels in a finished
+    iteration stops before any reference call, and reverting it costs none."""
+    res = wd / "results"
+    for change in ("sampling={batch_size: 7, batched: false, device: cpu, dtype: float64}",
+                   "committee={train_in_one_job: true, device: cpu}",
+                   "reference={max_failure_rate: 0.01, time_limit: 5m, cp2k: {command: cp2k.psmp}}",
+                   "resources={label: {mpi: mpirun, tasks: 2}, train: {threads: 2}}"):
+        ok, out = nothing_to_do(run(wd, "-n", "--config", change))
+        assert ok, (change, out)
+    for profile in ("slurm", "hortense", "local"):  # their config: lists, modules, packing
+        ok, out = nothing_to_do(run(wd, "-n", profile=profile))
+        assert ok, (profile, out)
+
+    chunk = res / "iter_001" / "label" / "chunk_0.xyz"
+    before = chunk.read_bytes()
+    cache = list((res / "reference" / "label_cache").glob("*/*.extxyz"))
+    assert len(cache) >= 12 + 8 + 2 * 6 - 2  # every label of the campaign
+    proc = run(wd, "--config", "selection={strategy: random}", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "was finished with other structures" in out
+    assert "ALFLOW_RELABEL=1" in out and chunk.read_bytes() == before
+    assert len(list((res / "reference" / "label_cache").glob("*/*.extxyz"))) == len(cache)
+    # reverted: the selection is remade as it was and its labels come from the cache
+    run(wd, "--omit-from", "dataset")
+    assert chunk.read_bytes() == before
+    assert len(list((res / "reference" / "label_cache").glob("*/*.extxyz"))) == len(cache)
 
 
 TOPICS = {"1. Learning curve": "learning_curve", "2. Test-set parity": "parity",
@@ -246,6 +293,21 @@ def test_cp2k_xtb_campaign(tmp_path):
     # CP2K's own output is kept next to every labelled structure
     outs = list((res / "iter_001" / "label" / "work_0").glob("*/label.out"))
     assert outs and "PROGRAM ENDED AT" in outs[0].read_text()
+    # another CP2K binary, a time limit, more ranks, the SLURM template's
+    # modules and packing: where and how fast it runs reruns no reference job
+    for args in (("--config", "reference={cp2k: {command: cp2k.psmp}, time_limit: 1h}"),
+                 ("--config", "resources={label: {tasks: 4, cpus_per_task: 2, mpi: srun}}")):
+        proc = run(wd, "-n", *args)
+        assert "Nothing to be done" in proc.stdout + proc.stderr, (args, proc.stdout[-2000:])
+    proc = run(wd, "-n", profile="slurm")
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
+    # the template's content is the level of theory: an edit reruns the labels
+    template = wd / "edited.inp"
+    template.write_text((REPO / "config" / "cp2k" / "water_xtb.inp").read_text().replace(
+        "EPS_SCF 1.0E-6", "EPS_SCF 1.0E-7", 1))
+    counts = job_counts(run(wd, "-n", "--config", f"reference={{cp2k: {{template: {template}}}}}")
+                        .stdout)
+    assert counts["label"] == 4 + 2 + 2 and counts["e0s"] == 1  # bootstrap, test, iteration 1
     table = pd.read_csv(res / "campaign.csv")
     assert list(table["iteration"]) == [0, 1] and table["force_rmse_meV_per_A"].notna().all()
     assert table["n_new_labels"].iloc[1] == 4
@@ -253,7 +315,8 @@ def test_cp2k_xtb_campaign(tmp_path):
 
 @pytest.mark.slow
 def test_converged_campaign_turns_later_iterations_into_no_ops(tmp_path):
-    wd = make_campaign(tmp_path, "emt", iterations=3, convergence={"accurate_ratio": 0.0})
+    wd = make_campaign(tmp_path, "emt", iterations=3, convergence={"accurate_ratio": 0.0},
+                       sampling={"pressures": [0.0]})  # NPT walkers: stress is trained
     counts = job_counts(run(wd, "-n").stdout)
     assert counts["train"] == 4 * 2 and counts["sample"] == 3 * 2  # all still in the DAG
     run(wd)
@@ -271,6 +334,9 @@ def test_converged_campaign_turns_later_iterations_into_no_ops(tmp_path):
     table = pd.read_csv(res / "campaign.csv")
     assert table["n_train"].nunique() == 1 and table["converged"].iloc[1:].all()
     assert "carried over unchanged" in (res / "logs" / "train" / "iter_003_member_0.log").read_text()
+    log = (res / "logs" / "train" / "iter_000_member_0.log").read_text()
+    assert "--loss=stress" in log and "--stress_weight=1000.0" in log
+    assert table["stress_rmse_meV_per_A3"].notna().all() and (table["stress_rmse_meV_per_A3"] > 0).all()
 
 
 @pytest.mark.slow
