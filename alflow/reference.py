@@ -297,6 +297,50 @@ def cache_path(cache: str | os.PathLike[str], key: str) -> Path:
     return Path(cache) / key[:2] / f"{key}.extxyz"
 
 
+def geometry_key(atoms: Atoms) -> str:
+    """SHA-256 of numbers, positions and cell (to 1e-5 Å, what survives an
+    extxyz round trip) and pbc: the same structure, whatever the reference."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(atoms.numbers, dtype=np.int64).tobytes())
+    for array in (atoms.positions, atoms.cell.array):
+        digest.update(np.ascontiguousarray(np.round(array, 5) + 0.0, dtype=np.float64).tobytes())
+    digest.update(np.ascontiguousarray(atoms.pbc, dtype=np.bool_).tobytes())
+    return digest.hexdigest()
+
+
+def unpaid_structures(frames: list[Atoms], label_dir: str | os.PathLike[str]) -> int:
+    """How many of ``frames`` a stage whose labels already finished
+    (``label_dir/work_*/finished.json``) has not labelled: the reference
+    calculations a new selection for a finished iteration would cost. 0 when
+    no chunk of the stage has finished (a first run)."""
+    done: set[str] = set()
+    finished = False
+    for record in Path(label_dir).glob(f"work_*/{FINISHED_NAME}"):
+        try:
+            done.update(json.loads(record.read_text()).get("geometries", []))
+            finished = True
+        except (OSError, ValueError):
+            continue
+    return sum(geometry_key(a) not in done for a in frames) if finished else 0
+
+
+def relabel_allowed() -> bool:
+    return os.environ.get(RELABEL_ENV) == "1"
+
+
+def relabel_refused(what: str, n_new: int) -> RelabelRefused:
+    return RelabelRefused(
+        f"{what} was finished with other structures, and labelling these would cost "
+        f"{n_new} new reference calculation(s) for a stage that is already done. The level of "
+        "theory (the CP2K template), or something that decides which frames a finished "
+        "iteration selects (selection, sampling, seed, a model), changed since it finished, "
+        "so Snakemake reruns it. Finished labels are never replaced silently: revert the "
+        "change and run again (the finished selections are remade as they were, at no "
+        "reference cost), or start the run with `--rerun-triggers mtime input` so that changed "
+        "settings apply only to iterations not yet run. To pay for the new labels, run again "
+        f"with {RELABEL_ENV}=1 in the environment.")
+
+
 def label_cached(reference: Reference, atoms: Atoms, workdir: str | os.PathLike[str],
                  cache: str | os.PathLike[str] | None = None) -> Atoms:
     """:meth:`Reference.label` with result caches.
@@ -393,7 +437,7 @@ def label_chunk(
     frames = read_frames(in_path)
     keys = [structure_hash(a, reference) for a in frames]
     if allow_relabel is None:
-        allow_relabel = os.environ.get(RELABEL_ENV) == "1"
+        allow_relabel = relabel_allowed()
     if not allow_relabel:
         _check_not_finished_with_others(Path(workdir) / FINISHED_NAME, keys, cache, out_path)
     labelled: list[Atoms] = []
@@ -420,7 +464,8 @@ def label_chunk(
     write_frames(out_path, labelled)
     write_frames(failed_path, failed)
     with atomic_path(Path(workdir) / FINISHED_NAME) as tmp:
-        tmp.write_text(json.dumps({"output": str(out_path), "structures": keys}))
+        tmp.write_text(json.dumps({"output": str(out_path), "structures": keys,
+                                   "geometries": [geometry_key(a) for a in frames]}))
     return {
         "n_input": len(frames),
         "n_labelled": len(labelled),
@@ -448,16 +493,7 @@ def _check_not_finished_with_others(record: Path, keys: list[str],
            and (cache is None or not cache_path(cache, k).exists())]
     if not new:
         return
-    raise RelabelRefused(
-        f"{out_path} was finished with other structures, and labelling these would cost "
-        f"{len(new)} new reference calculation(s) for a stage that is already done. The level of "
-        "theory (the CP2K template), or something that decides which frames a finished "
-        "iteration selects (selection, sampling, seed, a model), changed since it finished, "
-        "so Snakemake reruns it. Finished labels are never "
-        "replaced silently: revert the change and run again (the finished selections are remade "
-        "as they were, at no reference cost), or start the run with `--rerun-triggers mtime "
-        "input` so that changed settings apply only to iterations not yet run. To pay for the "
-        f"new labels, run again with {RELABEL_ENV}=1 in the environment.")
+    raise relabel_refused(str(out_path), len(new))
 
 
 def _systematic_failure(failed: list[Atoms], minimum: int = 2) -> str | None:

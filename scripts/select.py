@@ -1,6 +1,9 @@
 """Select the frames to label from all packs of an iteration."""
+from pathlib import Path
+
 from alflow import logs, selection
 from alflow.io import read_json, read_many, write_csv, write_frames, write_json
+from alflow.reference import relabel_allowed, relabel_refused, unpaid_structures
 from alflow.structures import split_chunks
 
 sm = snakemake  # noqa: F821
@@ -30,6 +33,14 @@ stats["n_walkers_restarted"] = sum(r["start"].startswith("restart") or r.get("re
 stats["walker_steps_mean"] = (sum(r["steps"] for r in walkers) / len(walkers)) if walkers else None
 for atoms in chosen:
     atoms.info["origin"] = f"iter_{sm.wildcards.it}:{atoms.info['walker']}:{atoms.info['step']}"
+# A finished iteration whose selection changed would pay for new labels:
+# refuse here, before its label jobs (and their finished outputs) are touched.
+n_new = unpaid_structures(chosen, Path(sm.output.stats).parent.parent / "label")
+if n_new and not relabel_allowed():
+    exc = relabel_refused(f"iteration {sm.wildcards.it}", n_new)
+    log.error("%s", exc)
+    logs.to_terminal(f"ERROR in select job of iteration {sm.wildcards.it}: {exc}")
+    raise exc
 for path, chunk in zip(sm.output.chunks, split_chunks(chosen, len(sm.output.chunks))):
     write_frames(path, chunk)
 write_csv(sm.output.frames, selection.frame_table(frames, lo, hi, chosen))

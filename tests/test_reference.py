@@ -22,6 +22,7 @@ from alflow.reference import (
     label_chunk,
     make_reference,
     structure_hash,
+    unpaid_structures,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -206,6 +207,10 @@ def test_label_cache_is_shared_by_chunks_and_keyed_by_level_of_theory(tmp_path, 
     ase.io.write(tmp_path / "a.xyz", frames[1:])
     label_chunk(tmp_path / "a.xyz", tmp_path / "a_out.xyz", tmp_path / "a_failed.xyz", ref,
                 tmp_path / "work_a", cache=cache)
+    # what a new selection for this finished stage would cost
+    assert unpaid_structures(frames[1:], tmp_path) == 0
+    assert unpaid_structures(frames + [cu_cell(5)], tmp_path) == 1
+    assert unpaid_structures(frames, tmp_path / "never_labelled") == 0
     # the ALFLOW_RELABEL environment variable allows a paid relabel
     ase.io.write(tmp_path / "a.xyz", [cu_cell(3)])
     monkeypatch.setenv("ALFLOW_RELABEL", "1")
