@@ -89,3 +89,59 @@ def _numbers(table: pd.DataFrame, trust_lo: float) -> dict:
         "share_above_trust_lo": float((err > trust_lo).mean()),
         "error_over_deviation": float(ratio.median()) if len(ratio) else None,
     }
+
+
+AUDIT = "audit"  # selected_by of the unbiased audit frames
+
+
+def audit_estimate(frame_rmse, *, seed: int = 0, n_boot: int = 2000,
+                   level: float = 0.95) -> dict:
+    """The committee's force RMSE on the distribution its walkers explore,
+    from the audit frames (a uniform sample of the sampled frames, so the
+    estimate is unbiased), with a bootstrap interval over frames.
+
+    ``frame_rmse``: each audit frame's force RMSE over its components (eV/Å);
+    frames of one system have equal atom counts, so the RMSE over all
+    components is sqrt(mean of the squares). Returns meV/Å: ``rmse``,
+    ``lower`` and ``upper`` (percentile interval at ``level``), ``n_frames``.
+    With one frame the interval is that frame's value; with none, all None.
+    """
+    sq = np.square(np.asarray([e for e in frame_rmse if np.isfinite(e)], dtype=float))
+    if sq.size == 0:
+        return {"rmse": None, "lower": None, "upper": None, "n_frames": 0, "level": level}
+    rng = np.random.default_rng(seed)
+    boot = np.sqrt(sq[rng.integers(0, sq.size, size=(n_boot, sq.size))].mean(axis=1))
+    tail = (1 - level) / 2
+    return {"rmse": 1000 * float(np.sqrt(sq.mean())),
+            "lower": 1000 * float(np.quantile(boot, tail)),
+            "upper": 1000 * float(np.quantile(boot, 1 - tail)),
+            "n_frames": int(sq.size), "level": level}
+
+
+def fit_scale(deviation, error) -> float | None:
+    """The scale s of ``error ≈ s × deviation``: the median ratio of the true
+    max atomic force error to the committee's deviation over the pairs with a
+    finite, positive deviation (robust to the few frames where a committee
+    agrees by chance). None without such pairs."""
+    d, e = np.asarray(deviation, dtype=float), np.asarray(error, dtype=float)
+    ok = np.isfinite(d) & np.isfinite(e) & (d > 0)
+    return float(np.median(e[ok] / d[ok])) if ok.any() else None
+
+
+def stop_decision(audit: dict, survival: float | None, target: float | None,
+                  min_survival: float) -> dict:
+    """The stop rule: converged when the audit's upper bound on the force RMSE
+    is at or below ``target`` (meV/Å) and at least ``min_survival`` of the
+    walkers ran their steps without stopping. ``reason`` says which part held
+    it back; no target (None) never stops."""
+    if target is None:
+        return {"converged": False, "reason": "no convergence.target_force_rmse"}
+    if audit.get("upper") is None:
+        return {"converged": False, "reason": "no audit frames yet"}
+    if audit["upper"] > target:
+        return {"converged": False, "reason": f"audit upper bound {audit['upper']:.0f} meV/Å "
+                                              f"above the target {target:g}"}
+    if survival is None or survival < min_survival:
+        return {"converged": False, "reason": f"walker survival {survival} below {min_survival}"}
+    return {"converged": True, "reason": f"audit upper bound {audit['upper']:.0f} meV/Å "
+                                         f"<= target {target:g}, survival {survival:.2f}"}

@@ -74,8 +74,8 @@ def evaluate(calc, frames: list[Atoms], return_predictions: bool = False):
 HEADLINE = ["iteration", "n_labels", "n_new_labels", "n_label_failed", "label_failures_high",
             "n_frames",
             "walkers_stopped", "accurate_ratio", "trust_lo", "trust_hi", "calib_spearman",
-            "calib_error", "converged", "energy_rmse_meV_per_atom", "force_rmse_meV_per_A",
-            "stress_rmse_meV_per_A3"]
+            "calib_error", "calib_scale", "converged", "energy_rmse_meV_per_atom",
+            "force_rmse_meV_per_A", "audit_force_rmse", "audit_upper", "stress_rmse_meV_per_A3"]
 
 STATS_COLUMNS = ("n_frames", "accurate_ratio", "n_selected", "n_selected_random",
                  "n_past_hi_selected", "n_walkers", "n_walkers_restarted", "walker_steps_mean",
@@ -83,12 +83,17 @@ STATS_COLUMNS = ("n_frames", "accurate_ratio", "n_selected", "n_selected_random"
 
 
 def campaign_row(iteration: int, dataset: dict, metrics: dict, stats: dict | None = None,
-                 calibration: dict | None = None) -> dict:
+                 calibration: dict | None = None, audit: dict | None = None) -> dict:
     """One iteration's row of the campaign table, from its small JSON products.
 
     ``calib_spearman``/``calib_error``: rank correlation between the deviation
     of the committee that chose this iteration's frames and its true max force
-    error on them, and the mean of that error (eV/Å).
+    error on them, and the mean of that error (eV/Å); ``calib_scale``: true
+    error / deviation. ``audit``: the audit estimate of *this row's* committee
+    (made in the next iteration, from frames its walkers explored), shown as
+    ``audit_force_rmse`` and ``audit_upper`` (meV/Å) next to its test RMSE.
+    ``converged`` is True from the iteration whose select or calibrate
+    decided the stop.
     """
     stats, calibration = stats or {}, calibration or {}
     row = {"iteration": iteration,
@@ -99,6 +104,13 @@ def campaign_row(iteration: int, dataset: dict, metrics: dict, stats: dict | Non
     row["calib_spearman"] = calibration.get("spearman")
     row["calib_error"] = calibration.get("mean_true_error")
     row["calib_share_above_lo"] = calibration.get("share_above_trust_lo")
+    row["calib_scale"] = calibration.get("scale")
+    row["converged"] = bool(stats.get("converged") or calibration.get("converged")) \
+        if stats or calibration else None
+    row["stop_reason"] = calibration.get("stop_reason")
+    row["audit_force_rmse"] = (audit or {}).get("rmse")
+    row["audit_upper"] = (audit or {}).get("upper")
+    row["audit_n_frames"] = (audit or {}).get("n_frames")
     return row | metrics
 
 

@@ -205,10 +205,11 @@ def deviation_histogram(frames: pd.DataFrame, trust_lo: float, trust_hi: float,
 
 
 def calibration(table: pd.DataFrame, trust_lo: float, trust_hi: float, spearman=None,
-                title: str = "") -> Figure:
+                title: str = "", scale: float | None = None) -> Figure:
     """Predicted deviation against the true max atomic force error of the
     frames labelled this iteration (the calibrate rule's table), coloured by
-    how they were picked; y = x is a perfectly calibrated committee."""
+    how they were picked (``audit``: the unbiased sample); y = x is a
+    perfectly calibrated committee, y = ``scale`` x the fitted calibration."""
     fig, (ax,) = _figure(width=5.2, height=4.4)
     t = table.replace([np.inf, -np.inf], np.nan).dropna(subset=["deviation",
                                                                   "true_max_force_error"])
@@ -224,6 +225,9 @@ def calibration(table: pd.DataFrame, trust_lo: float, trust_hi: float, spearman=
     both = both[both > 0]
     lo, hi = both.min() / 1.5, both.max() * 1.5
     ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="error = deviation")
+    if scale:
+        ax.plot([lo, hi], [scale * lo, scale * hi], color="tab:red", lw=1.2,
+                label=f"calibrated: error = {scale:.2g} × deviation")
     for level in (trust_lo, trust_hi):
         if level > 0:
             ax.axvline(level, color="k", ls="--", lw=0.8)

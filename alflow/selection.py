@@ -27,7 +27,8 @@ from .sampling import STOP_KEY
 
 ACCURATE, CANDIDATE, FAILED = "accurate", "candidate", "failed"
 STRATEGIES = ("balanced", "max_deviation", "fps", "random")
-SELECTED_BY = "selected_by"  # Atoms.info: "random" (control arm) or the strategy's name
+SELECTED_BY = "selected_by"  # Atoms.info: "audit", "random" (control arm) or the strategy's name
+AUDIT = "audit"
 PAST_HI = "past_hi"  # Atoms.info: True on a selected frame where a walker stopped past trust_hi
 
 
@@ -42,10 +43,15 @@ def deviation(atoms: Atoms) -> float:
 
 
 def trust_levels(devs, lo: float, hi: float, mode: str = "fixed",
-                 candidate_fraction: float = 0.25, hi_factor: float = 4.0) -> tuple[float, float]:
-    """The (lo, hi) trust levels used for one iteration.
+                 candidate_fraction: float = 0.25, hi_factor: float = 4.0,
+                 scale: float | None = None) -> tuple[float, float]:
+    """The (lo, hi) deviation levels used for one iteration.
 
-    ``fixed``: the configured levels. ``adaptive``: ``lo`` is the deviation
+    ``fixed``: the configured levels. ``calibrated``: the configured levels
+    are true max atomic force errors (eV/Å), and a frame's predicted error is
+    ``scale`` x its deviation (the calibration of the previous iteration), so
+    the deviation levels are ``lo / scale`` and ``hi / scale``; without a
+    calibration yet (iteration 1) they are the configured ones. ``adaptive``: ``lo`` is the deviation
     above which the top ``candidate_fraction`` of this iteration's trusted
     frames (finite deviation below the configured ``hi``) lie, never below the
     configured ``lo`` (the floor); ``hi`` is ``hi_factor * lo``, never above the
@@ -57,8 +63,10 @@ def trust_levels(devs, lo: float, hi: float, mode: str = "fixed",
         raise ValueError(f"trust levels must satisfy 0 <= lo < hi, got lo={lo}, hi={hi}")
     if mode == "fixed":
         return lo, hi
+    if mode == "calibrated":
+        return calibrated_levels(lo, hi, scale)
     if mode != "adaptive":
-        raise ValueError(f"unknown trust mode {mode!r} (fixed or adaptive)")
+        raise ValueError(f"unknown trust mode {mode!r} (fixed, calibrated or adaptive)")
     devs = np.asarray([d for d in devs if math.isfinite(d) and d < hi], dtype=float)
     if devs.size == 0:
         return lo, hi
@@ -68,6 +76,14 @@ def trust_levels(devs, lo: float, hi: float, mode: str = "fixed",
     if new_hi <= new_lo:  # the quantile reached the cap: keep a non-empty candidate band
         new_lo = lo if lo < new_hi else 0.5 * new_hi
     return new_lo, new_hi
+
+
+def calibrated_levels(lo: float, hi: float, scale: float | None) -> tuple[float, float]:
+    """Deviation levels whose predicted errors (``scale`` x deviation) are
+    ``lo`` and ``hi``; the levels themselves without a (positive) scale."""
+    if not scale or not math.isfinite(scale) or scale <= 0:
+        return lo, hi
+    return lo / scale, hi / scale
 
 
 def is_sane(atoms: Atoms, min_distance_fraction: float) -> bool:
@@ -99,19 +115,21 @@ def first_past_hi(frames: list[Atoms], hi: float, min_distance_fraction: float) 
 def select(frames: list[Atoms], lo: float, hi: float, max_selected: int,
            strategy: str = "balanced", *, seed: int = 0, random_fraction: float = 0.0,
            label_past_hi: bool = False, min_distance_fraction: float = 0.6,
-           accurate_below: float | None = None) -> tuple[list[Atoms], dict]:
+           accurate_below: float | None = None, audit: int = 0) -> tuple[list[Atoms], dict]:
     """Pick frames to label; returns (selected, stats).
 
-    First ``round(random_fraction * max_selected)`` frames are drawn uniformly
-    from all sampled frames (the control arm). The rest of the budget goes to
-    ``strategy``:
+    Uniform draws come first, each from the *sane* frames (finite deviation,
+    :func:`is_sane`; a NaN frame never reaches the reference) not yet taken:
+    ``audit`` frames (the unbiased audit sample, tagged ``audit``), then
+    ``round(random_fraction * max_selected)`` frames (the control arm, tagged
+    ``random``). The rest of the budget goes to ``strategy``:
 
       * ``balanced``: round-robin over walkers, each walker's candidates by
         decreasing deviation (diversity across thermodynamic conditions).
       * ``max_deviation``: the candidates with the highest deviation.
       * ``fps``: farthest-point sampling among the candidates on their MACE
         descriptors (``info[DESCRIPTOR_KEY]``), from a seeded random start.
-      * ``random``: uniform over all sampled frames, deviation ignored.
+      * ``random``: uniform over the sane sampled frames, deviation ignored.
 
     With ``label_past_hi`` the sane frames where walkers stopped past ``hi``
     join the candidates. Selected frames carry ``info[SELECTED_BY]``.
@@ -130,12 +148,16 @@ def select(frames: list[Atoms], lo: float, hi: float, max_selected: int,
     for atoms in past_hi:
         atoms.info[PAST_HI] = True
 
-    n_random = min(len(frames), round(random_fraction * max_selected))
-    control = _uniform(frames, n_random, rng)
-    taken = {id(a) for a in control}
-    budget = max_selected - len(control)
+    sane = [a for a in frames
+            if math.isfinite(deviation(a)) and is_sane(a, min_distance_fraction)]
+    audited = _uniform(sane, min(audit, max_selected), rng)
+    taken = {id(a) for a in audited}
+    n_random = min(max_selected - len(audited), round(random_fraction * max_selected))
+    control = _uniform([a for a in sane if id(a) not in taken], n_random, rng)
+    taken |= {id(a) for a in control}
+    budget = max_selected - len(audited) - len(control)
     if strategy == "random":
-        picked = _uniform([a for a in frames if id(a) not in taken], budget, rng)
+        picked = _uniform([a for a in sane if id(a) not in taken], budget, rng)
     else:
         pool = [a for a in candidates + past_hi if id(a) not in taken]
         by_dev = sorted(pool, key=lambda a: -deviation(a))
@@ -147,11 +169,13 @@ def select(frames: list[Atoms], lo: float, hi: float, max_selected: int,
             picked = farthest_point_sampling(
                 [_descriptor(a) for a in pool], budget, rng) if pool else []
             picked = [pool[k] for k in picked]
+    for atoms in audited:
+        atoms.info[SELECTED_BY] = AUDIT
     for atoms in control:
         atoms.info[SELECTED_BY] = "random"
     for atoms in picked:
         atoms.info[SELECTED_BY] = strategy
-    chosen = control + picked
+    chosen = audited + control + picked
     counts = {c: classes.count(c) for c in (ACCURATE, CANDIDATE, FAILED)}
     n = len(frames)
     stats = {
@@ -163,6 +187,8 @@ def select(frames: list[Atoms], lo: float, hi: float, max_selected: int,
             deviation(a) < accurate_below for a in frames)) / n if n else None,
         "n_selected": len(chosen),
         "n_selected_random": len(control),
+        "n_selected_audit": len(audited),
+        "n_sane": len(sane),
         "n_past_hi_sane": len(past_hi),
         "n_past_hi_selected": sum(1 for a in chosen if a.info.get(PAST_HI)),
         "selected_deviation_min": min((deviation(a) for a in chosen), default=None),

@@ -1,14 +1,19 @@
-# How well did the committee of i-1 predict its real error on the frames it
-# chose? The labels of iteration i are the truth; no extra reference call.
+# How good is the committee of i-1, and does its deviation mean anything? The
+# labels of iteration i are the truth: the audit frames (a uniform sample of
+# what the walkers explored) estimate its real force RMSE with an interval,
+# all labelled frames calibrate its deviation; the stop rule
+# (convergence.target_force_rmse) is decided here, never on the test set.
 
 
 rule calibrate:
     input:
-        labels=lambda wc: get_labels(f"iter_{wc.it}"),
-        stats=res("iter_{it}/select/stats.json"),
+        unpack(get_calibrate_input),
     output:
         table=res("iter_{it}/calibration.csv"),
         summary=res("iter_{it}/calibration.json"),
+    params:
+        convergence=science("convergence"),
+        seed=config["seed"],
     log:
         logpath("calibrate/iter_{it}.log"),
     benchmark:

@@ -151,6 +151,7 @@ def get_sample_input(wildcards):
         files["states"] = f"{prev}/sample/states_{wildcards.p}.xyz"
         files["records"] = f"{prev}/sample/walkers_{wildcards.p}.json"
         files["stats"] = f"{prev}/select/stats.json"
+        files["calibration"] = f"{prev}/calibration.json"  # the audit's stop decision
     return files
 
 
@@ -162,7 +163,20 @@ def get_select_input(wildcards):
     }
     if i > 1:
         files["stats"] = f"{iter_dir(i - 1)}/select/stats.json"
+        files["calibration"] = f"{iter_dir(i - 1)}/calibration.json"
     return files
+
+
+def get_calibrate_input(wildcards):
+    """This iteration's labels and selection, and the calibration tables of
+    the earlier iterations whose audit frames are pooled with its own."""
+    i = int(wildcards.it)
+    first = max(1, i - config["convergence"]["audit_window"] + 1)
+    return {
+        "labels": get_labels(f"iter_{i:03d}"),
+        "stats": f"{iter_dir(i)}/select/stats.json",
+        "pooled": [f"{iter_dir(k)}/calibration.csv" for k in range(first, i)],
+    }
 
 
 def get_test_set():

@@ -12,6 +12,7 @@ rule sample:
     params:
         sampling=science("sampling"),  # batched, batch_size, device, dtype: from the config
         trust_hi=config["selection"]["trust_hi"],
+        trust_mode=config["selection"]["trust_mode"],
         descriptors=config["selection"]["strategy"] == "fps",
         elements=ELEMENTS,
         convergence=CONVERGENCE,

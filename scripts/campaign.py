@@ -7,7 +7,8 @@ log = logs.to_file(sm.log[0])
 inp = sm.input
 later = {i + 1: (read_json(s), read_json(c)) for i, (s, c) in
          enumerate(zip(inp.stats, inp.calibration))}
-rows = [metrics.campaign_row(i, read_json(d), read_json(m), *later.get(i, ()))
+rows = [metrics.campaign_row(i, read_json(d), read_json(m), *later.get(i, ()),
+                             audit=later.get(i + 1, (None, {}))[1].get("audit"))
         for i, (m, d) in enumerate(zip(inp.metrics, inp.datasets))]
 table = metrics.campaign_table(rows)
 write_csv(sm.output.table, table)

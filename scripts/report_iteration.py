@@ -13,9 +13,9 @@ lo, hi = stats["trust_lo"], stats["trust_hi"]
 frames = pd.read_csv(inp.frames)
 plots.save(plots.deviation_histogram(frames, lo, hi, f"Iteration {it}: committee deviation of "
                                      f"{len(frames)} sampled frames"), sm.output.deviation)
-spearman = read_json(inp.calibration_summary).get("spearman")
-plots.save(plots.calibration(pd.read_csv(inp.calibration), lo, hi, spearman),
-           sm.output.calibration)
+summary = read_json(inp.calibration_summary)
+plots.save(plots.calibration(pd.read_csv(inp.calibration), lo, hi, summary.get("spearman"),
+                             scale=summary.get("scale")), sm.output.calibration)
 walkers = [r for path in inp.records for r in read_json(path)["walkers"]]
 plots.save(plots.exploration(walkers, sm.params.steps), sm.output.exploration)
 log.info("iteration %d: %d frames, %d walkers", it, len(frames), len(walkers))

@@ -5,6 +5,7 @@ from alflow import config as alcfg
 from alflow import gpu, logs, sampling
 from alflow.io import read_frames, read_json, write_frames, write_json
 from alflow.metrics import load_committee
+from alflow.selection import calibrated_levels
 from alflow.structures import load_structures
 
 sm = snakemake  # noqa: F821
@@ -28,7 +29,7 @@ if it > 1:  # each walker's last trusted state and what it did last iteration
                          f"{len(mine)} walkers: was the sampling grid changed mid-campaign?")
     previous = {r["walker"]: (st, r) for st, r in zip(states, records)}
 
-if "stats" in inp.keys() and read_json(inp.stats)["converged"]:
+if any(read_json(inp[k])["converged"] for k in ("stats", "calibration") if k in inp.keys()):
     log.info("campaign converged: no sampling, walker states carried over")
     write_frames(sm.output.frames, [])
     write_frames(sm.output.states, [previous[w.index][0] for w in mine])
@@ -47,6 +48,11 @@ else:
         mine, policy=s["start"], initial=initial, previous=previous, trusted=trusted,
         steps=s["steps"], min_run_fraction=s["min_run_fraction"], seed=p.seed * 100003 + it)
     calc = load_committee(inp.models, device, s["dtype"])
+    # walkers stop where the (calibrated) predicted error reaches trust_hi
+    scale = read_json(inp.calibration).get("scale") if "calibration" in inp.keys() else None
+    trust_hi = (calibrated_levels(0.0, p.trust_hi, scale)[1] if p.trust_mode == "calibrated"
+                else p.trust_hi)
+    log.info("walkers stop at a committee deviation of %.4g eV/Å", trust_hi)
     species = sorted(atomic_numbers[e] for e in p.elements)
     describe = ((lambda atoms: sampling.structure_descriptor(calc, atoms, species))
                 if p.descriptors else None)
@@ -55,7 +61,7 @@ else:
         batched=s["batched"], batch_size=s["batch_size"], describe=describe,
         steps=s["steps"], trusted=trusted, max_restarts=s["max_restarts"],
         timestep_fs=s["timestep_fs"], save_every=s["save_every"], friction=s["friction"],
-        trust_hi=p.trust_hi, progress=log.info)
+        trust_hi=trust_hi, progress=log.info)
     frames = [a for run in runs for a in run.frames]
     states = [run.state for run in runs]
     records = [run.record for run in runs]

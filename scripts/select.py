@@ -12,20 +12,28 @@ cfg, inp = sm.params.selection, sm.input
 it = int(sm.wildcards.it)
 frames = read_many(inp.packs)
 walkers = [r for path in inp.records for r in read_json(path)["walkers"]]
-previously_converged = "stats" in inp.keys() and read_json(inp.stats)["converged"]
+# converged before: by the accurate share (select) or the audit (calibrate)
+previously_converged = any(read_json(inp[k])["converged"] for k in ("stats", "calibration")
+                           if k in inp.keys())
+# calibrated levels: the previous iteration's calibration of the deviation
+scale = read_json(inp.calibration).get("scale") if "calibration" in inp.keys() else None
 lo, hi = selection.trust_levels(
     [selection.deviation(a) for a in frames], cfg["trust_lo"], cfg["trust_hi"],
-    cfg["trust_mode"], cfg["adaptive"]["candidate_fraction"], cfg["adaptive"]["hi_factor"])
+    cfg["trust_mode"], cfg["adaptive"]["candidate_fraction"], cfg["adaptive"]["hi_factor"],
+    scale=scale)
 chosen, stats = selection.select(
     frames, lo, hi, cfg["max_selected"], cfg["strategy"], seed=sm.params.seed * 7 + it,
     random_fraction=cfg["random_fraction"], label_past_hi=cfg["label_past_hi"],
-    min_distance_fraction=cfg["min_distance_fraction"], accurate_below=cfg["trust_lo"])
+    min_distance_fraction=cfg["min_distance_fraction"],
+    accurate_below=lo if cfg["trust_mode"] == "calibrated" else cfg["trust_lo"],
+    audit=cfg["audit"])
 converged = previously_converged or selection.is_converged(stats, sm.params.convergence)
 if converged:
     chosen = []
-    stats.update(n_selected=0, n_selected_random=0, n_past_hi_selected=0)
+    stats.update(n_selected=0, n_selected_random=0, n_selected_audit=0, n_past_hi_selected=0)
 stats["converged"] = converged
 stats["trust_mode"] = cfg["trust_mode"]
+stats["calibration_scale"] = scale if cfg["trust_mode"] == "calibrated" else None
 stats["n_walkers"] = len(walkers)
 stats["n_walkers_stopped_early"] = sum(bool(r.get("stopped_early")) for r in walkers)
 stats["n_walkers_restarted"] = sum(r["start"].startswith("restart") or r.get("restarts", 0) > 0

@@ -59,3 +59,60 @@ def test_campaign_row_collects_the_iteration():
     assert row["n_labels"] == 10 and row["walkers_stopped"] == 1 and row["calib_spearman"] == 0.7
     assert row["trust_hi"] == 0.5 and row["force_rmse_meV_per_A"] == 50.0
     assert campaign_row(0, {"n_train": 5, "n_valid": 1}, {})["calib_spearman"] is None
+
+
+def test_audit_estimate_and_its_interval():
+    from alflow.calibration import audit_estimate
+
+    # four frames with force RMSE 0.1, 0.1, 0.1, 0.3 eV/Å: the RMSE over all
+    # components is sqrt(mean of squares) = sqrt(0.12/4) eV/Å
+    est = audit_estimate([0.1, 0.1, 0.1, 0.3], seed=1)
+    assert est["rmse"] == pytest.approx(1000 * np.sqrt(0.12 / 4))
+    assert est["n_frames"] == 4 and est["level"] == 0.95
+    assert 100 <= est["lower"] <= est["rmse"] <= est["upper"] <= 300
+    assert est["upper"] > 1.2 * est["rmse"]  # one bad frame in four: a wide interval
+    # the interval narrows with more frames of the same spread
+    many = audit_estimate([0.1, 0.1, 0.1, 0.3] * 25, seed=1)
+    assert many["rmse"] == pytest.approx(est["rmse"])
+    assert many["upper"] - many["lower"] < 0.5 * (est["upper"] - est["lower"])
+    # identical frames: no spread; none: nothing to say; NaN frames are left out
+    same = audit_estimate([0.05, 0.05, float("nan")])
+    assert same["lower"] == pytest.approx(50) and same["upper"] == pytest.approx(50)
+    assert same["n_frames"] == 2
+    assert audit_estimate([])["upper"] is None
+
+
+def test_calibration_scale_is_recovered():
+    from alflow.calibration import fit_scale
+
+    rng = np.random.default_rng(0)
+    dev = rng.uniform(0.01, 1.0, 400)
+    err = 3.0 * dev * rng.lognormal(0.0, 0.3, 400)  # median of the noise is 1
+    assert fit_scale(dev, err) == pytest.approx(3.0, rel=0.05)
+    assert fit_scale([0.1, 0.2], [0.3, 0.6]) == pytest.approx(3.0)
+    # frames where the committee agreed exactly (deviation 0) or NaN are left out
+    assert fit_scale([0.0, np.nan, 0.2], [0.5, 1.0, 0.4]) == pytest.approx(2.0)
+    assert fit_scale([0.0], [0.5]) is None
+
+
+def test_stop_rule():
+    from alflow.calibration import stop_decision
+
+    audit = {"rmse": 40.0, "lower": 30.0, "upper": 55.0, "n_frames": 4}
+    assert stop_decision(audit, 1.0, 60.0, 0.75)["converged"]
+    assert stop_decision(audit, 0.8, 55.0, 0.75)["converged"]  # at the target counts
+    held = stop_decision(audit, 1.0, 50.0, 0.75)  # the upper bound, not the estimate, decides
+    assert not held["converged"] and "upper bound 55" in held["reason"]
+    walkers = stop_decision(audit, 0.5, 60.0, 0.75)  # accurate, but walkers keep failing
+    assert not walkers["converged"] and "survival" in walkers["reason"]
+    assert not stop_decision(audit, 1.0, None, 0.75)["converged"]
+    assert not stop_decision({"upper": None}, 1.0, 60.0, 0.75)["converged"]
+
+
+def test_campaign_row_puts_the_audit_next_to_the_test_error():
+    row = campaign_row(1, {"n_train": 10, "n_valid": 2}, {"force_rmse_meV_per_A": 80.0},
+                       {"converged": False}, {"converged": True, "scale": 2.5,
+                                              "stop_reason": "audit upper bound"},
+                       audit={"rmse": 70.0, "upper": 90.0, "n_frames": 4})
+    assert row["audit_force_rmse"] == 70.0 and row["audit_upper"] == 90.0
+    assert row["converged"] and row["calib_scale"] == 2.5

@@ -173,3 +173,43 @@ def test_frame_table_keeps_every_frame_for_the_report():
     assert sorted(table["selected_by"][table["selected_by"] != ""]) == ["max_deviation", "random"]
     assert table["stop"][9] == "deviation" and table["stop"][8] == ""
     assert frame_table(frames, 0.03, 0.085, [])["selected_by"].eq("").all()
+
+
+def test_audit_is_a_uniform_sample_of_sane_frames_only():
+    """The audit (and the random control and strategy) never draw a NaN frame
+    or one with overlapping atoms; audit frames are tagged and come out of
+    the budget first."""
+    good = [frame(0.01 * k, walker=k % 2, step=k) for k in range(30)]
+    nan = [frame(float("nan"), step=100 + k) for k in range(30)]
+    squeezed = []
+    for k in range(30):
+        a = water(oh=0.3)  # an O-H bond at a third of its length
+        a.info.update({DEVIATION_KEY: 0.2, "walker": 0, "step": 200 + k})
+        squeezed.append(a)
+    frames = good + nan + squeezed
+    for seed in range(5):
+        chosen, stats = select(frames, 0.1, 0.5, 8, "balanced", seed=seed, audit=3,
+                               random_fraction=0.25)
+        by = [a.info["selected_by"] for a in chosen]
+        assert by.count("audit") == 3 and by.count("random") == 2 and len(chosen) == 8
+        uniform = [a for a in chosen if a.info["selected_by"] in ("audit", "random")]
+        assert all(a.info["step"] < 30 for a in uniform)
+        assert stats["n_selected_audit"] == 3 and stats["n_sane"] == 30
+        picks, _ = select(frames, 0.1, 0.5, 8, "random", seed=seed)
+        assert all(a.info["step"] < 30 for a in picks)
+    # the audit is spread over the deviation range, not drawn from its top
+    devs = [a.info[DEVIATION_KEY] for s in range(20)
+            for a in select(good, 0.1, 0.5, 4, "max_deviation", seed=s, audit=4)[0]]
+    assert min(devs) < 0.1 and max(devs) > 0.2
+
+
+def test_calibrated_levels_speak_in_true_error():
+    """A committee whose deviation is 4x below its real error: a target of
+    0.2 eV/Å of real error is a deviation of 0.05."""
+    assert trust_levels([0.1], 0.2, 0.8, "calibrated", scale=4.0) == pytest.approx((0.05, 0.2))
+    assert trust_levels([0.1], 0.2, 0.8, "calibrated", scale=None) == (0.2, 0.8)  # iteration 1
+    assert trust_levels([0.1], 0.2, 0.8, "calibrated", scale=float("nan")) == (0.2, 0.8)
+    frames = [frame(d) for d in (0.01, 0.04, 0.06, 0.3)]
+    lo, hi = trust_levels(None, 0.2, 0.8, "calibrated", scale=4.0)
+    _, stats = select(frames, lo, hi, 4, "max_deviation")
+    assert (stats["n_accurate"], stats["n_candidate"], stats["n_failed"]) == (2, 1, 1)

@@ -388,3 +388,32 @@ def test_walkers_that_stop_at_step_0_still_feed_every_iteration(tmp_path):
         assert table.loc[table["iteration"] == i, "walkers_stopped"].item() == 2
     cal = json.loads((res / "iter_002" / "calibration.json").read_text())
     assert cal["n_labelled"] == table.loc[2, "n_new_labels"] and cal["mean_true_error"] > 0
+
+
+@pytest.mark.slow
+def test_target_reached_stops_the_campaign(tmp_path):
+    """The audit of iteration 1 (a uniform sample of what the walkers of
+    committee 0 explored) puts its upper bound below a generous target: the
+    stop is decided there, not on the test set, and iteration 2 is a no-op."""
+    wd = make_campaign(tmp_path, "emt", iterations=2,
+                       selection={"audit": 2},
+                       convergence={"target_force_rmse": 20000.0, "min_walker_survival": 0.0})
+    run(wd)
+    res = wd / "results"
+    cal = json.loads((res / "iter_001" / "calibration.json").read_text())
+    assert cal["converged"] and "<= target 20000" in cal["stop_reason"]
+    assert cal["audit"]["n_frames"] == 2 and cal["audit"]["iterations"] == [1]
+    assert 0 < cal["audit"]["lower"] <= cal["audit"]["rmse"] <= cal["audit"]["upper"] <= 20000
+    assert cal["scale"] > 0 and cal["walker_survival"] is not None
+    table = pd.read_csv(res / "iter_001" / "calibration.csv")
+    assert (table["selected_by"] == "audit").sum() == 2
+    stats = json.loads((res / "iter_002" / "select" / "stats.json").read_text())
+    assert stats["converged"] and stats["n_selected"] == 0
+    assert not read_frames(res / "iter_002" / "sample" / "pack_0.xyz")  # no sampling either
+    for m in (0, 1):
+        assert (res / "iter_002" / "models" / f"member_{m}.model").read_bytes() == \
+            (res / "iter_001" / "models" / f"member_{m}.model").read_bytes()
+    campaign = pd.read_csv(res / "campaign.csv")
+    assert list(campaign["converged"].fillna(False)) == [False, True, True]
+    assert campaign.loc[0, "audit_force_rmse"] == pytest.approx(cal["audit"]["rmse"])
+    assert campaign.loc[0, "audit_upper"] == pytest.approx(cal["audit"]["upper"])
