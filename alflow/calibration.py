@@ -142,6 +142,7 @@ def stop_decision(audit: dict, survival: float | None, target: float | None,
         return {"converged": False, "reason": f"audit upper bound {audit['upper']:.0f} meV/Å "
                                               f"above the target {target:g}"}
     if survival is None or survival < min_survival:
-        return {"converged": False, "reason": f"walker survival {survival} below {min_survival}"}
+        shown = "unknown" if survival is None else f"{survival:.2f}"
+        return {"converged": False, "reason": f"walker survival {shown} below {min_survival:g}"}
     return {"converged": True, "reason": f"audit upper bound {audit['upper']:.0f} meV/Å "
                                          f"<= target {target:g}, survival {survival:.2f}"}

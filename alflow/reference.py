@@ -282,14 +282,9 @@ def _first_set(*values: Any) -> Any:
 
 
 def structure_hash(atoms: Atoms, reference: Reference) -> str:
-    """SHA-256 of numbers, positions, cell, pbc and the reference settings."""
-    digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(atoms.numbers, dtype=np.int64).tobytes())
-    digest.update(np.ascontiguousarray(atoms.positions, dtype=np.float64).tobytes())
-    digest.update(np.ascontiguousarray(atoms.cell.array, dtype=np.float64).tobytes())
-    digest.update(np.ascontiguousarray(atoms.pbc, dtype=np.bool_).tobytes())
-    digest.update(reference.fingerprint().encode())
-    return digest.hexdigest()
+    """SHA-256 of the structure (:func:`geometry_key`) and the reference's
+    level of theory: the key of a label in the caches."""
+    return hashlib.sha256(f"{geometry_key(atoms)}:{reference.fingerprint()}".encode()).hexdigest()
 
 
 def cache_path(cache: str | os.PathLike[str], key: str) -> Path:
