@@ -44,14 +44,14 @@ def deviation(atoms: Atoms) -> float:
 
 def trust_levels(devs, lo: float, hi: float, mode: str = "fixed",
                  candidate_fraction: float = 0.25, hi_factor: float = 4.0,
-                 scale: float | None = None) -> tuple[float, float]:
+                 scale: float | None = None, prior_scale: float = 1.0) -> tuple[float, float]:
     """The (lo, hi) deviation levels used for one iteration.
 
     ``fixed``: the configured levels. ``calibrated``: the configured levels
     are true max atomic force errors (eV/Å), and a frame's predicted error is
     ``scale`` x its deviation (the calibration of the previous iteration), so
     the deviation levels are ``lo / scale`` and ``hi / scale``; without a
-    calibration yet (iteration 1) they are the configured ones. ``adaptive``: ``lo`` is the deviation
+    calibration yet (iteration 1) ``prior_scale`` stands in for the scale. ``adaptive``: ``lo`` is the deviation
     above which the top ``candidate_fraction`` of this iteration's trusted
     frames (finite deviation below the configured ``hi``) lie, never below the
     configured ``lo`` (the floor); ``hi`` is ``hi_factor * lo``, never above the
@@ -64,7 +64,7 @@ def trust_levels(devs, lo: float, hi: float, mode: str = "fixed",
     if mode == "fixed":
         return lo, hi
     if mode == "calibrated":
-        return calibrated_levels(lo, hi, scale)
+        return calibrated_levels(lo, hi, scale, prior_scale)
     if mode != "adaptive":
         raise ValueError(f"unknown trust mode {mode!r} (fixed, calibrated or adaptive)")
     devs = np.asarray([d for d in devs if math.isfinite(d) and d < hi], dtype=float)
@@ -78,11 +78,13 @@ def trust_levels(devs, lo: float, hi: float, mode: str = "fixed",
     return new_lo, new_hi
 
 
-def calibrated_levels(lo: float, hi: float, scale: float | None) -> tuple[float, float]:
+def calibrated_levels(lo: float, hi: float, scale: float | None,
+                      prior_scale: float = 1.0) -> tuple[float, float]:
     """Deviation levels whose predicted errors (``scale`` x deviation) are
-    ``lo`` and ``hi``; the levels themselves without a (positive) scale."""
+    ``lo`` and ``hi``; ``prior_scale`` stands in for a missing or non-positive
+    scale (no calibration yet)."""
     if not scale or not math.isfinite(scale) or scale <= 0:
-        return lo, hi
+        scale = prior_scale
     return lo / scale, hi / scale
 
 

@@ -36,6 +36,16 @@ def member_index(path: str | os.PathLike) -> int:
     return int(found.group(1))
 
 
+def bootstrap_indices(n: int, seed: int, iteration: int) -> list[int]:
+    """Bagging: the frames (indices into a training set of ``n``) one member
+    trains on, ``n`` draws with replacement, fixed by the member's seed and the
+    iteration (the same files after a rerun, so training is reused)."""
+    import numpy as np
+
+    rng = np.random.default_rng([int(seed), int(iteration)])
+    return sorted(int(i) for i in rng.integers(0, n, size=n))
+
+
 def _cli_value(value) -> str:
     return str(value) if not isinstance(value, bool) else ("True" if value else "False")
 

@@ -1,6 +1,6 @@
 """Does a larger committee's deviation predict its real error better?
 
-Cu/EMT campaigns (the configuration of benchmarks/al_vs_random.py, 3
+Cu/EMT campaigns (the configuration of benchmarks/al_benchmark.py, 3
 iterations, 2 audit frames per iteration) that differ only in
 committee.size. Per campaign and iteration it reads calibration.json: the
 Spearman rank correlation between the committee's deviation and its true max
@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from al_vs_random import EMT, OUT, merge, snakemake  # noqa: E402
+from al_benchmark import EMT, OUT, merge, snakemake  # noqa: E402
 
 
 def main() -> None:
@@ -38,7 +38,8 @@ def main() -> None:
         for size in args.sizes:
             wd = out / f"size{size}_seed{seed}"
             cfg = merge(EMT, {"iterations": 3, "seed": seed, "committee": {"size": size},
-                              "selection": {"audit": 2}})
+                              "selection": {"audit": 2, "trust_mode": "fixed",
+                                                          "trust_lo": 0.02, "trust_hi": 0.5}})
             snakemake(wd, cfg, args.cores)
             res = wd / "results"
             for i in range(1, cfg["iterations"] + 1):

@@ -13,6 +13,7 @@ rule sample:
         sampling=science("sampling"),  # batched, batch_size, device, dtype: from the config
         trust_hi=config["selection"]["trust_hi"],
         trust_mode=config["selection"]["trust_mode"],
+        prior_scale=config["selection"]["prior_scale"],
         descriptors=config["selection"]["strategy"] == "fps",
         elements=ELEMENTS,
         convergence=CONVERGENCE,

@@ -50,7 +50,8 @@ else:
     calc = load_committee(inp.models, device, s["dtype"])
     # walkers stop where the (calibrated) predicted error reaches trust_hi
     scale = read_json(inp.calibration).get("scale") if "calibration" in inp.keys() else None
-    trust_hi = (calibrated_levels(0.0, p.trust_hi, scale)[1] if p.trust_mode == "calibrated"
+    trust_hi = (calibrated_levels(0.0, p.trust_hi, scale, p.prior_scale)[1]
+                if p.trust_mode == "calibrated"
                 else p.trust_hi)
     log.info("walkers stop at a committee deviation of %.4g eV/Å", trust_hi)
     species = sorted(atomic_numbers[e] for e in p.elements)

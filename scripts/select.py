@@ -20,7 +20,7 @@ scale = read_json(inp.calibration).get("scale") if "calibration" in inp.keys() e
 lo, hi = selection.trust_levels(
     [selection.deviation(a) for a in frames], cfg["trust_lo"], cfg["trust_hi"],
     cfg["trust_mode"], cfg["adaptive"]["candidate_fraction"], cfg["adaptive"]["hi_factor"],
-    scale=scale)
+    scale=scale, prior_scale=cfg["prior_scale"])
 chosen, stats = selection.select(
     frames, lo, hi, cfg["max_selected"], cfg["strategy"], seed=sm.params.seed * 7 + it,
     random_fraction=cfg["random_fraction"], label_past_hi=cfg["label_past_hi"],

@@ -5,8 +5,8 @@ import os
 import shutil
 
 from alflow import gpu, logs
-from alflow.io import read_json
-from alflow.training import member_index, member_seed, train_members
+from alflow.io import read_frames, read_json, write_frames
+from alflow.training import bootstrap_indices, member_index, member_seed, train_members
 
 sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])
@@ -31,15 +31,25 @@ else:
         log.info("training members %s at once on %s (%d threads)", members,
                  ", ".join(f"GPU {d}" for d in slots.devices) or device, sm.threads)
     e0s = read_json(inp.e0s)["e0s"]
+    train_files = [inp.train] * len(members)
+    if com["bagging"]:  # each member its own bootstrap resample of the training set
+        frames = read_frames(inp.train)
+        train_files = [os.path.join(os.path.dirname(out), f"bag_{m}.xyz") for out, m in
+                       zip(sm.output, members)]
+        for m, path in zip(members, train_files):
+            picked = bootstrap_indices(len(frames), member_seed(p.seed, m), int(sm.wildcards.it))
+            write_frames(path, [frames[i] for i in picked])
+            log.info("bagging: member %s trains on %d draws, %d distinct of %d frames",
+                     m, len(picked), len(set(picked)), len(frames))
     train_members([
         dict(output=out, work_dir=work, log_file=logf, name=f"member_{m}",
-             train_file=inp.train, valid_file=inp.valid, e0s=e0s, seed=member_seed(p.seed, m),
+             train_file=train, valid_file=inp.valid, e0s=e0s, seed=member_seed(p.seed, m),
              device=device, dtype=com["dtype"],
              epochs=com["finetune_epochs"] if finetune else com["epochs"],
              hyper=sm.config["committee"]["mace"],  # all of it: valid_batch_size too
              stress_weight=p.stress_weight, foundation=foundation,
              multihead=not finetune and foundation is not None
              and com["foundation_finetuning"] == "multihead")
-        for m, out, work, logf, foundation in zip(
-            members, sm.output, workdirs, sm.log, foundations)
+        for m, out, work, logf, foundation, train in zip(
+            members, sm.output, workdirs, sm.log, foundations, train_files)
     ], threads=sm.threads, gpus=slots.devices if len(members) > 1 else [])

@@ -209,6 +209,9 @@ def test_calibrated_levels_speak_in_true_error():
     assert trust_levels([0.1], 0.2, 0.8, "calibrated", scale=4.0) == pytest.approx((0.05, 0.2))
     assert trust_levels([0.1], 0.2, 0.8, "calibrated", scale=None) == (0.2, 0.8)  # iteration 1
     assert trust_levels([0.1], 0.2, 0.8, "calibrated", scale=float("nan")) == (0.2, 0.8)
+    # before the first calibration a prior scale stands in
+    assert trust_levels([0.1], 0.3, 1.2, "calibrated", scale=None,
+                        prior_scale=3.0) == pytest.approx((0.1, 0.4))
     frames = [frame(d) for d in (0.01, 0.04, 0.06, 0.3)]
     lo, hi = trust_levels(None, 0.2, 0.8, "calibrated", scale=4.0)
     _, stats = select(frames, lo, hi, 4, "max_deviation")

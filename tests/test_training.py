@@ -213,3 +213,16 @@ def test_e0s_stored_in_a_model_and_their_mismatch(cu_committee):
     assert e0s_mismatch({"Cu": 3.2}, stored) == {"Cu": pytest.approx(-3.2)}
     assert e0s_mismatch({"Cu": 0.4}, stored) == {}  # within 1 eV: same level of theory
     assert e0s_mismatch({"H": 5.0}, stored) == {}  # an element the model does not know
+
+
+def test_bagging_draws_a_reproducible_bootstrap_sample_per_member_and_iteration():
+    from alflow.training import bootstrap_indices
+
+    a = bootstrap_indices(40, seed=1, iteration=2)
+    assert len(a) == 40 and all(0 <= i < 40 for i in a)
+    assert a == bootstrap_indices(40, seed=1, iteration=2)  # a rerun trains on the same file
+    assert a != bootstrap_indices(40, seed=2, iteration=2)  # members differ in their data
+    assert a != bootstrap_indices(40, seed=1, iteration=3)
+    # with replacement: about 1 - 1/e of the frames are drawn, some of them twice
+    distinct = [len(set(bootstrap_indices(200, seed=s, iteration=0))) / 200 for s in range(20)]
+    assert 0.58 < sum(distinct) / len(distinct) < 0.68

@@ -1,0 +1,433 @@
+"""Where does active learning pay off? Active vs random vs reference MD, in and out of distribution.
+
+Per system and seed, every arm gets the same bootstrap, label budget per
+iteration and seeds:
+
+- ``active``: the campaign with the workflow's defaults (calibrated trust
+  levels, committee selection, 2 audit frames per iteration);
+- variants of it (``size4``, ``bagging``, ``size4_bagging``): the committee
+  measurements behind the defaults;
+- ``random``: ``selection.strategy: random``, uniform over the sane sampled
+  frames;
+- ``refmd``: no active learning: committees trained on N frames of MD with the
+  reference itself at the sampling temperatures (ab initio MD), N = each
+  label count of the active arm; its cost counts every MD step as a reference
+  call (the frames used are listed next to it).
+
+Test sets, one per system, made by the workflow itself and shared by all arms
+and seeds: ``in`` (reference MD at the sampling temperatures) and ``ood``
+(reference MD at 1.3x the highest sampling temperature, in cells strained by
+-3 % and +3 %). Every committee of every iteration is evaluated on both: the
+force RMSE and the 95th percentile over frames of the max atomic force error.
+
+Ratios are computed on the learning curves averaged over seeds; their 95 %
+intervals resample the seeds (paired: one resample serves every arm).
+
+The stop rule is read from each active campaign's own records (calibration.json:
+the audit bound and the walker survival): a campaign given a target is the
+same campaign up to the iteration where it stops, so the stop for several
+targets comes from one run. It reports the stop iteration, the test RMSE of
+the committee the campaign ends with, and the iteration at which the test
+RMSE first reached the target.
+
+    .venv/bin/python benchmarks/al_benchmark.py --systems emt --seeds 0 1 2 3 4
+    .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms size4 bagging --seeds 0 1 2
+    .venv/bin/python benchmarks/al_benchmark.py --report-only     # tables of what has finished
+
+Finished campaigns are reused (a later run picks up where an earlier one
+stopped). Writes benchmarks/out/al_benchmark/{curves,summary,stops}.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+OUT = REPO / "benchmarks" / "out"
+BENCH = OUT / "al_benchmark"
+sys.path.insert(0, str(REPO))
+
+# Cu with ASE's EMT: labels cost nothing; a campaign is a few minutes.
+EMT = {
+    "structures": str(REPO / "tests" / "data" / "cu_16.xyz"),
+    "iterations": 3,
+    "reference": {"kind": "ase", "e0s": "auto",
+                  "ase": {"calculator": "ase.calculators.emt.EMT"}},
+    "bootstrap": {"n_structures": 8, "rattle": 0.05, "strain": 0.02},
+    "test_set": {"source": "reference_md", "n_structures": 40,
+                 "md": {"timestep_fs": 2.0, "equilibration_steps": 200, "interval_steps": 25}},
+    "committee": {"size": 2, "epochs": 30, "finetune_epochs": 12, "dtype": "float64",
+                  "mace": {"r_max": 4.5, "num_channels": 16, "max_L": 0,
+                           "num_interactions": 2, "correlation": 2, "batch_size": 4,
+                           "valid_batch_size": 8, "lr": 0.01, "energy_weight": 10.0,
+                           "forces_weight": 100.0, "eval_interval": 10, "patience": 1000}},
+    "sampling": {"temperatures": [600, 1200], "walkers_per_condition": 2, "packs": 2,
+                 "steps": 150, "save_every": 5, "timestep_fs": 2.0, "dtype": "float32"},
+    "selection": {"trust_mode": "calibrated", "trust_lo": 0.05, "trust_hi": 3.0,
+                  "max_selected": 8, "chunk_size": 8, "audit": 2},
+    "convergence": {"target_force_rmse": None, "accurate_ratio": 1.0},  # full budgets
+    "resources": {"label": {"mpi": ""}},
+}
+
+# The demo campaign (config/demo.yaml): 8 water molecules, CP2K GFN1-xTB.
+WATER = {
+    "iterations": 3,
+    "test_set": {"n_structures": 24},
+    "convergence": {"target_force_rmse": None, "accurate_ratio": 1.0},
+}
+
+SYSTEMS = {"emt": EMT, "water": WATER}
+# targets (meV/Å) at which the stop rule is read
+TARGETS = {"emt": [40, 60, 100], "water": [200, 350]}
+POOL = {"emt": 48, "water": 32}  # reference-MD frames available to the refmd arm
+ARMS = {
+    "active": {},
+    "random": {"selection": {"strategy": "random"}},
+    "size4": {"committee": {"size": 4}},
+    "bagging": {"committee": {"bagging": True}},
+    "size4_bagging": {"committee": {"size": 4, "bagging": True}},
+    "past_hi": {"selection": {"label_past_hi": True}},
+    "refmd": None,  # not a campaign of its own: see refmd_arm
+}
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def base_config(system: str) -> dict:
+    default = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    cfg = merge(default, SYSTEMS[system])
+    for keys in (("structures",), ("reference", "cp2k", "template")):
+        node = cfg
+        for k in keys[:-1]:
+            node = node[k]
+        if not Path(node[keys[-1]]).is_absolute():
+            node[keys[-1]] = str(REPO / node[keys[-1]])
+    return cfg
+
+
+def snakemake(workdir: Path, cfg: dict, cores: int, targets: list[str] = ()) -> float:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml",
+           "--cores", str(cores)]
+    if (workdir / ".snakemake" / "locks").is_dir():  # a killed earlier run of this benchmark
+        subprocess.run(cmd + ["--unlock"], cwd=workdir, capture_output=True)
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd + ["--rerun-incomplete", *targets], cwd=workdir,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"campaign in {workdir} failed:\n{proc.stderr[-4000:]}")
+    return time.monotonic() - t0
+
+
+def reference_md_set(wd: Path, cfg: dict, cores: int) -> list:
+    """Labelled reference-MD frames (the workflow's test-set stage alone)."""
+    from alflow.config import n_chunks
+    from alflow.io import read_many
+
+    n = n_chunks(cfg["test_set"]["n_structures"], cfg["selection"]["chunk_size"])
+    targets = [f"results/test/label/chunk_{c}.xyz" for c in range(n)] + \
+              ["results/reference/e0s.json"]
+    if not all((wd / t).exists() for t in targets):
+        snakemake(wd, cfg, cores, targets)
+    return read_many([wd / t for t in targets[:-1]])
+
+
+def strained(structures_path: str, strains=(-0.03, 0.03)) -> list:
+    from alflow.structures import load_structures
+
+    out = []
+    for atoms in load_structures(structures_path):
+        for eps in strains:
+            a = atoms.copy()
+            a.set_cell(a.cell * (1 + eps), scale_atoms=True)
+            out.append(a)
+    return out
+
+
+def test_sets(system: str, cfg: dict, cores: int) -> tuple[dict, dict]:
+    """{'in': path, 'ood': path} and the E0s, made once per system."""
+    from alflow.io import read_json, write_frames
+
+    root = BENCH / system
+    paths = {"in": root / "test_in.xyz", "ood": root / "test_ood.xyz"}
+    if not paths["in"].exists():
+        write_frames(paths["in"], reference_md_set(root / "reference_in", merge(cfg, {
+            "iterations": 0}), cores))
+    if not paths["ood"].exists():
+        structures = root / "ood_structures.xyz"
+        write_frames(structures, strained(cfg["structures"]))
+        hot = 1.3 * max(cfg["sampling"]["temperatures"])
+        write_frames(paths["ood"], reference_md_set(root / "reference_ood", merge(cfg, {
+            "iterations": 0, "structures": str(structures),
+            "sampling": {"temperatures": [hot]}}), cores))
+    e0s = read_json(root / "reference_in" / "results" / "reference" / "e0s.json")["e0s"]
+    return {k: str(v) for k, v in paths.items()}, e0s
+
+
+def refmd_arm(system: str, cfg: dict, seed: int, sizes: list[int], tests: dict, e0s: dict,
+              cores: int) -> list[dict]:
+    """Committees trained on the first frames of reference-MD runs (a shorter
+    trajectory for fewer frames) at the sampling temperatures, one per size."""
+    from alflow.io import write_frames
+    from alflow.refmd import md_plan
+
+    root = BENCH / system / f"refmd_seed{seed}"
+    pool_cfg = merge(cfg, {"iterations": 0, "seed": 1000 + seed,
+                           "test_set": {"n_structures": POOL[system]}})
+    pool = reference_md_set(root / "pool", pool_cfg, cores)
+    plan = md_plan(POOL[system], cfg["sampling"]["temperatures"], 1)
+    runs, start = [], 0
+    for run in plan:  # the pool holds the frames of each run in order
+        runs.append(pool[start:start + run.n_frames])
+        start += run.n_frames
+    md = cfg["test_set"]["md"]
+    rows = []
+    for n in sizes:
+        per = [n // len(runs) + (1 if k < n % len(runs) else 0) for k in range(len(runs))]
+        if any(p > len(r) for p, r in zip(per, runs)):
+            continue  # the pool is too short for this size
+        frames = [f for r, p in zip(runs, per) for f in r[:p]]
+        steps = sum(md["equilibration_steps"] + p * md["interval_steps"] for p in per if p)
+        wd = root / f"n{n:03d}"
+        data = wd / "train.xyz"
+        if not data.exists():
+            wd.mkdir(parents=True, exist_ok=True)
+            write_frames(data, frames)
+        snakemake(wd, merge(cfg, {"iterations": 0, "seed": seed, "bootstrap": {
+            "dataset": str(data)}, "test_set": {"path": tests["in"]}, "reference": {
+            "e0s": e0s}}), cores)
+        rows.append({"wd": wd, "iteration": 0, "n_labels": n, "cost": steps})
+    return rows
+
+
+def campaign_arm(system: str, arm: str, cfg: dict, seed: int, tests: dict, e0s: dict,
+                 cores: int) -> list[dict]:
+    wd = BENCH / system / f"{arm}_seed{seed}"
+    run_cfg = merge(merge(cfg, ARMS[arm]), {"seed": seed, "test_set": {"path": tests["in"]},
+                                            "reference": {"e0s": e0s}})
+    wall = snakemake(wd, run_cfg, cores)
+    table = pd.read_csv(wd / "results" / "campaign.csv")
+    print(f"  {system} {arm} seed {seed}: {wall:.0f} s, final test force RMSE "
+          f"{table['force_rmse_meV_per_A'].iloc[-1]:.1f} meV/Å", flush=True)
+    return [{"wd": wd, "iteration": int(r["iteration"]), "n_labels": int(r["n_labels"]),
+             "cost": int(r["n_labels"])} for _, r in table.iterrows()]
+
+
+def max_force_errors(predictions: pd.DataFrame) -> np.ndarray:
+    """Per frame: the max over atoms of |F_pred - F_ref| (eV/Å), from the
+    long table of :func:`alflow.metrics.evaluate`."""
+    f = predictions[predictions["quantity"] == "force"].copy()
+    f["sq"] = (f["predicted"] - f["reference"]) ** 2
+    per_atom = np.sqrt(f.groupby(["structure", "atom"])["sq"].sum())
+    return per_atom.groupby(level="structure").max().to_numpy()
+
+
+def scores(wd: Path, iteration: int, tests: dict, cache: dict) -> dict:
+    """Force RMSE and p95 max atomic force error (meV/Å) of one committee on
+    each test set, cached in the campaign's directory."""
+    key = f"{wd.name}/{iteration}"
+    if key not in cache:
+        from alflow.io import read_frames
+        from alflow.metrics import evaluate, load_committee
+
+        models = sorted(str(p) for p in (wd / "results" / f"iter_{iteration:03d}" / "models")
+                        .glob("member_*.model"))
+        calc = load_committee(models, "cpu", "float64")
+        out = {}
+        for name, path in tests.items():
+            result, pred = evaluate(calc, read_frames(path), return_predictions=True)
+            out[f"rmse_{name}"] = result["force_rmse_meV_per_A"]
+            out[f"p95_{name}"] = 1000 * float(np.percentile(max_force_errors(pred), 95))
+        cache[key] = out
+    return cache[key]
+
+
+def labels_to_reach(x, y, target: float) -> float:
+    """Cost at which a learning curve first reaches ``target`` (linear
+    interpolation between points); NaN when it never does."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if y[0] <= target:
+        return float(x[0])
+    for k in range(1, len(x)):
+        if y[k] <= target:
+            return float(x[k - 1] + (x[k] - x[k - 1]) * (y[k - 1] - target) / (y[k - 1] - y[k]))
+    return math.nan
+
+
+def mean_curve(df: pd.DataFrame, arm: str, seeds, metric: str) -> pd.DataFrame:
+    parts = [df[(df["arm"] == arm) & (df["seed"] == s)] for s in seeds]
+    both = pd.concat(parts)
+    return both.groupby("n_labels", as_index=False)[["cost", metric]].mean()
+
+
+def ratio_vs(df: pd.DataFrame, arm: str, other: str, seeds, metric: str) -> tuple[float, float]:
+    """Cost for ``arm`` to reach R over cost for ``other`` to reach R. R is the
+    final value of ``other`` (random), or, against refmd, the worse of the two
+    final values so that both curves reach it."""
+    a, b = mean_curve(df, arm, seeds, metric), mean_curve(df, other, seeds, metric)
+    if a.empty or b.empty:
+        return math.nan, math.nan
+    target = b[metric].iloc[-1] if other == "random" else max(a[metric].iloc[-1],
+                                                              b[metric].iloc[-1])
+    return labels_to_reach(a["cost"], a[metric], target) / \
+        labels_to_reach(b["cost"], b[metric], target), target
+
+
+def interval(df: pd.DataFrame, arm: str, other: str, seeds: list[int], metric: str,
+             n_boot: int = 1000) -> dict:
+    ratio, target = ratio_vs(df, arm, other, seeds, metric)
+    rng = np.random.default_rng(0)
+    boot = [ratio_vs(df, arm, other, list(rng.choice(seeds, len(seeds))), metric)[0]
+            for _ in range(n_boot)]
+    boot = np.asarray(boot, float)
+    reached = np.isfinite(boot)
+    lo, hi = (np.percentile(boot[reached], [2.5, 97.5]) if reached.any() else (math.nan,) * 2)
+    return {"ratio": ratio, "lower": lo, "upper": hi, "R": target,
+            "boot_share_reached": float(reached.mean())}
+
+
+def stops(df: pd.DataFrame, system: str) -> pd.DataFrame:
+    """The stop rule read from each active campaign's calibration.json."""
+    from alflow.calibration import stop_decision
+    from alflow.io import read_json
+
+    rows = []
+    act = df[df["arm"] == "active"]
+    for seed, runs in act.groupby("seed"):
+        runs = runs.sort_values("iteration")
+        wd = Path(runs["wd"].iloc[0])
+        min_surv = yaml.safe_load((wd / "config.yaml").read_text())["convergence"].get(
+            "min_walker_survival", 0.5)
+        for target in TARGETS[system]:
+            stop = None
+            for it in runs["iteration"]:
+                cal = wd / "results" / f"iter_{it:03d}" / "calibration.json"
+                if it == 0 or not cal.exists():
+                    continue
+                c = read_json(cal)
+                if stop_decision(c["audit"], c.get("walker_survival"), target,
+                                 min_surv)["converged"]:
+                    stop = it
+                    break
+            test = dict(zip(runs["iteration"], runs["rmse_in"]))
+            first = next((i for i, v in test.items() if v <= target), None)
+            rows.append({"system": system, "seed": seed, "target": target,
+                         "stop_iteration": stop,
+                         "test_rmse_at_stop": test.get(stop) if stop is not None else None,
+                         "first_iteration_test_below": first,
+                         "within_1.25x": (None if stop is None else test[stop] <= 1.25 * target),
+                         "not_late": (None if stop is None or first is None
+                                      else stop <= first + 1)})
+    return pd.DataFrame(rows)
+
+
+def run_system(system: str, arms: list[str], seeds: list[int], cores: int) -> pd.DataFrame:
+    cfg = base_config(system)
+    tests, e0s = test_sets(system, cfg, cores)
+    cache_path = BENCH / system / "scores.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    rows = []
+    for seed in seeds:
+        for arm in arms:
+            if arm == "refmd":
+                continue
+            found = campaign_arm(system, arm, cfg, seed, tests, e0s, cores)
+            rows += [{**r, "arm": arm, "seed": seed} for r in found]
+            if arm == "active" and "refmd" in arms:
+                sizes = sorted({r["n_labels"] for r in found})
+                rows += [{**r, "arm": "refmd", "seed": seed}
+                         for r in refmd_arm(system, cfg, seed, sizes, tests, e0s, cores)]
+            for r in rows:
+                r.update(scores(Path(r["wd"]), r["iteration"], tests, cache))
+            cache_path.write_text(json.dumps(cache))
+    df = pd.DataFrame(rows)
+    df["system"] = system
+    df["wd"] = df["wd"].astype(str)
+    return df
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for system, sdf in df.groupby("system"):
+        seeds = sorted(sdf[sdf["arm"] == "active"]["seed"].unique())
+        for arm in sorted(sdf["arm"].unique()):
+            if arm in ("random", "refmd"):
+                continue
+            arm_seeds = [s for s in seeds if s in set(sdf[sdf["arm"] == arm]["seed"])]
+            for other in ("random", "refmd"):
+                other_seeds = [s for s in arm_seeds if s in set(sdf[sdf["arm"] == other]["seed"])]
+                if not other_seeds:
+                    continue
+                for metric in ("rmse_in", "rmse_ood", "p95_in", "p95_ood"):
+                    out.append({"system": system, "arm": arm, "versus": other, "metric": metric,
+                                "n_seeds": len(other_seeds),
+                                **interval(sdf, arm, other, other_seeds, metric)})
+    return pd.DataFrame(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--systems", nargs="+", default=["emt", "water"], choices=list(SYSTEMS))
+    ap.add_argument("--arms", nargs="+", default=["active", "random", "refmd"],
+                    choices=list(ARMS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--fresh", action="store_true", help="delete earlier campaigns first")
+    args = ap.parse_args()
+    BENCH.mkdir(parents=True, exist_ok=True)
+    curves_path = BENCH / "curves.csv"
+    frames = []
+    for system in args.systems:
+        if args.fresh:
+            shutil.rmtree(BENCH / system, ignore_errors=True)
+        frames.append(run_system(system, args.arms, args.seeds, args.cores))
+    df = pd.concat(frames, ignore_index=True)
+    if curves_path.exists():  # keep what other invocations measured
+        old = pd.read_csv(curves_path)
+        key = ["system", "arm", "seed", "iteration", "n_labels"]
+        df = pd.concat([old, df]).drop_duplicates(subset=key, keep="last")
+    df.to_csv(curves_path, index=False)
+    report(df)
+
+
+def report(df: pd.DataFrame) -> None:
+    pd.set_option("display.width", 200)
+    fmt = lambda v: f"{v:.3g}"  # noqa: E731
+    print("\nMean over seeds per arm and label count (meV/Å; cost = reference calls):")
+    print(df.groupby(["system", "arm", "n_labels"])[
+        ["cost", "rmse_in", "p95_in", "rmse_ood", "p95_ood"]].agg(["mean"]).round(1)
+        .droplevel(1, axis=1).join(df.groupby(["system", "arm", "n_labels"])["seed"].nunique()
+                                   .rename("seeds")).to_string())
+    summary = summarize(df)
+    summary.to_csv(BENCH / "summary.csv", index=False)
+    print("\nCost to reach R, arm / versus (95 % interval over seeds, paired resampling):")
+    print(summary.to_string(index=False, float_format=fmt))
+    stop = pd.concat([stops(df[df["system"] == s], s) for s in df["system"].unique()])
+    stop.to_csv(BENCH / "stops.csv", index=False)
+    print("\nThe stop rule (active arm), per seed and target (meV/Å):")
+    print(stop.to_string(index=False, float_format=fmt))
+
+
+if __name__ == "__main__":
+    if "--report-only" in sys.argv:
+        report(pd.read_csv(BENCH / "curves.csv"))
+    else:
+        main()
