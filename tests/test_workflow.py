@@ -325,6 +325,8 @@ def test_converged_campaign_turns_later_iterations_into_no_ops(tmp_path):
     for i in (1, 2, 3):
         stats = json.loads((res / f"iter_{i:03d}" / "select" / "stats.json").read_text())
         assert stats["converged"] and stats["n_selected"] == 0
+    later = json.loads((res / "iter_002" / "calibration.json").read_text())
+    assert later["converged"] and later["stop_reason"].startswith("converged in an earlier")
         assert all(p.stat().st_size == 0 for p in (res / f"iter_{i:03d}" / "label").glob("chunk_*.xyz"))
         for m in (0, 1):  # the committee is carried over, not retrained
             assert (res / f"iter_{i:03d}" / "models" / f"member_{m}.model").read_bytes() == \
@@ -409,6 +411,8 @@ def test_target_reached_stops_the_campaign(tmp_path):
     assert (table["selected_by"] == "audit").sum() == 2
     stats = json.loads((res / "iter_002" / "select" / "stats.json").read_text())
     assert stats["converged"] and stats["n_selected"] == 0
+    later = json.loads((res / "iter_002" / "calibration.json").read_text())
+    assert later["converged"] and later["stop_reason"].startswith("converged in an earlier")
     assert not read_frames(res / "iter_002" / "sample" / "pack_0.xyz")  # no sampling either
     for m in (0, 1):
         assert (res / "iter_002" / "models" / f"member_{m}.model").read_bytes() == \
