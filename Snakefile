@@ -37,6 +37,7 @@ include: "rules/select.smk"
 include: "rules/calibrate.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/validate.smk"
 
 
 rule all:

@@ -402,3 +402,65 @@ def compute(bench: pd.DataFrame, last_iteration: int | None = None) -> Figure:
     total = b["seconds"].sum() / 60
     ax.set_title(f"Where the compute went: {total:.1f} job-minutes in {len(b)} jobs")
     return fig
+
+
+# --------------------------------------------------------------------------
+# Is the potential ready for production?
+# --------------------------------------------------------------------------
+
+
+def validation_stability(runs: list[dict], steps: int, trace: pd.DataFrame,
+                         cap: float | None = None) -> Figure:
+    """Left: the steps each validation run lasted, coloured by how it ended;
+    right: the committee deviation along every run (``trace``: columns run,
+    step, deviation), with the cap that stops a run."""
+    fig, (ax, dev) = _figure(ncols=2, width=5.5, height=max(2.8, 0.35 * len(runs) + 1.2))
+    if not runs:
+        _empty(ax, "no validation runs")
+        _empty(dev, "no validation runs")
+        return fig
+    seen = set()
+    for y, run in enumerate(runs):
+        reason = run["ended_by"]
+        ax.barh(y, max(run["steps_run"], 0.5), height=0.7, color=STOP_COLORS.get(
+            reason, CLASS_COLORS["failed"]), label=None if reason in seen else reason)
+        seen.add(reason)
+    ax.axvline(steps, color="k", ls="--", lw=1, label="steps asked")
+    ax.set_yticks(range(len(runs)), [f"{run['condition']} · seed {run['seed']}" for run in runs],
+                  fontsize=8)
+    ax.set_xlabel("MD steps until the run ended")
+    ax.legend(title="ended by", fontsize=8, title_fontsize=8)
+    ax.set_title(f"Stability: {sum(r['failed_at_step'] is None for r in runs)} of {len(runs)} "
+                 "runs completed")
+    for k, (name, part) in enumerate(trace.groupby("run", sort=False)):
+        dev.plot(part["step"], part["deviation"], lw=1, color=ARM_COLORS[k % len(ARM_COLORS)],
+                 alpha=0.8)
+    if cap is not None:
+        dev.axhline(cap, color=CLASS_COLORS["failed"], ls="--", lw=1, label="cap (stop)")
+        dev.legend(fontsize=8)
+    dev.set(xlabel="MD step", ylabel="committee force deviation (eV/Å)",
+            title="Deviation along the runs")
+    return fig
+
+
+def validation_rdf(rdfs: dict[str, dict]) -> Figure:
+    """Radial distribution functions of the validation runs against the
+    reference MD, one panel per condition and element pair (``rdfs``:
+    {condition: {pair: {r, g, g_reference, distance}}})."""
+    panels = [(cond, pair, data) for cond, pairs in rdfs.items() for pair, data in pairs.items()]
+    ncols = min(3, max(1, len(panels)))
+    nrows = max(1, -(-len(panels) // ncols))
+    fig, axes = _figure(ncols=ncols, nrows=nrows, width=4.0, height=3.0)
+    if not panels:
+        _empty(axes[0], "no reference MD at the validation conditions")
+        return fig
+    for ax, (cond, pair, data) in zip(axes, panels):
+        ax.plot(data["r"], data["g_reference"], color="k", lw=1.5, label="reference MD")
+        ax.plot(data["r"], data["g"], color=ARM_COLORS[0], lw=1.2, ls="--", label="potential")
+        ax.set(title=f"{pair} · {cond} · distance {data['distance']:.2f} Å", xlabel="r (Å)",
+               ylabel="g(r)")
+        ax.title.set_fontsize(9)
+    axes[0].legend(fontsize=8)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    return fig

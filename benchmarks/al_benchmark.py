@@ -77,7 +77,9 @@ EMT = {
                  "steps": 150, "save_every": 5, "timestep_fs": 2.0, "dtype": "float32"},
     "selection": {"trust_mode": "calibrated", "trust_lo": 0.05, "trust_hi": 3.0,
                   "max_selected": 8, "chunk_size": 8, "audit": 2},
-    "convergence": {"target_force_rmse": None, "accurate_ratio": 1.0},  # full budgets
+    "convergence": {"target_force_rmse": None, "accurate_ratio": 1.0,  # full budgets
+                    "audit_window": 2},
+    "validation": {"steps": 600, "seeds": 2, "lammps": False},
     "resources": {"label": {"mpi": ""}},
 }
 
@@ -135,6 +137,19 @@ def snakemake(workdir: Path, cfg: dict, cores: int, targets: list[str] = ()) -> 
     if proc.returncode != 0:
         raise SystemExit(f"campaign in {workdir} failed:\n{proc.stderr[-4000:]}")
     return time.monotonic() - t0
+
+
+def stability(wd: Path) -> dict:
+    """The validation verdict of a campaign's final committee (production MD
+    at the sampled temperatures and 1.25x the highest), when it was run."""
+    path = wd / "results" / "validation" / "summary.json"
+    if not path.exists():
+        return {}
+    s = json.loads(path.read_text())
+    out = {"stable": s["stable"], "survival": s["survival"]}
+    for name, c in s["conditions"].items():
+        out[f"survival {name}"] = c["stability"]["survival"]
+    return out
 
 
 def reference_md_set(wd: Path, cfg: dict, cores: int) -> list:
@@ -213,7 +228,7 @@ def refmd_arm(system: str, cfg: dict, seed: int, sizes: list[int], tests: dict, 
             write_frames(data, frames)
         snakemake(wd, merge(cfg, {"iterations": 0, "seed": seed, "bootstrap": {
             "dataset": str(data)}, "test_set": {"path": tests["in"]}, "reference": {
-            "e0s": e0s}}), cores)
+            "e0s": e0s}, "validation": {"enabled": n == max(sizes)}}), cores)
         rows.append({"wd": wd, "iteration": 0, "n_labels": n, "cost": steps})
     return rows
 
@@ -420,6 +435,13 @@ def report(df: pd.DataFrame) -> None:
     summary.to_csv(BENCH / "summary.csv", index=False)
     print("\nCost to reach R, arm / versus (95 % interval over seeds, paired resampling):")
     print(summary.to_string(index=False, float_format=fmt))
+    last = df.sort_values("n_labels").groupby(["system", "arm", "seed"]).tail(1)
+    valid = pd.DataFrame([{"system": r["system"], "arm": r["arm"], "seed": r["seed"],
+                           **stability(Path(r["wd"]))} for _, r in last.iterrows()])
+    if "stable" in valid:
+        valid.to_csv(BENCH / "stability.csv", index=False)
+        print("\nProduction MD with each arm's final committee (share of runs that completed):")
+        print(valid.groupby(["system", "arm"]).mean(numeric_only=True).round(2).to_string())
     stop = pd.concat([stops(df[df["system"] == s], s) for s in df["system"].unique()])
     stop.to_csv(BENCH / "stops.csv", index=False)
     print("\nThe stop rule (active arm), per seed and target (meV/Å):")

@@ -226,6 +226,29 @@ def get_report_figures():
             + (("deviation", "calibration", "exploration") if i > 0 else ())]
 
 
+def get_validate_input(wildcards):
+    """The final committee, every calibration (the latest scale sets the
+    deviation cap), the initial structures and the reference-MD test set."""
+    return {
+        "models": get_models(ITERATIONS),
+        "calibrations": [f"{iter_dir(i)}/calibration.json" for i in range(1, ITERATIONS + 1)],
+        "structures": config["structures"],
+        "test": get_test_set(),
+    }
+
+
+def get_final_input(wildcards):
+    last = iter_dir(ITERATIONS)
+    return {
+        "models": get_models(ITERATIONS),
+        "validation": res("validation/summary.json"),
+        "metrics": f"{last}/metrics.json",
+        "dataset": f"{last}/dataset/summary.json",
+        "calibrations": [f"{iter_dir(i)}/calibration.json" for i in range(1, ITERATIONS + 1)],
+        "template": get_template(),
+    }
+
+
 def get_final_outputs():
     """Every product of the campaign, so that a deleted file (a label chunk, a
     model) is noticed and remade together with everything downstream of it."""
@@ -233,6 +256,8 @@ def get_final_outputs():
         f"iter_{i:03d}" for i in range(ITERATIONS + 1) if i > 0 or not DATASET_GIVEN
     ]
     files = [res("campaign.csv")] + get_report_figures()
+    if config["validation"]["enabled"]:
+        files += [res("final/model_card.json"), res("validation/stability.svg")]
     for stage in stages:
         files += get_labels(stage) + get_labels(stage, "failed")
     for i in range(ITERATIONS + 1):

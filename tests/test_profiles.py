@@ -55,6 +55,7 @@ def test_profile_dry_runs_the_whole_campaign(profile, tmp_path):
         assert counts["train"] == 4 * 2 and "Group job" not in out
     assert counts["sample"] == 3 * 2 and counts["select"] == 3
     assert counts["label"] == 2 + 2 + 3 * 2  # bootstrap 16/8, test 16/8, 3 x ceil(16/8)
+    assert counts["validate"] == 1 and counts["final"] == 1  # the final committee's MD, the model
 
 
 def test_hortense_maps_resources(tmp_path):
@@ -66,7 +67,7 @@ def test_hortense_maps_resources(tmp_path):
     for expected in ("slurm_partition=gpu_rome_a100", "gpu=2", "cpus_per_gpu=12",
                      "clusters=dodrio", "runtime=240"):
         assert expected in train, (expected, train)
-    assert "gpu=1" in res["sample"]
+    assert "gpu=1" in res["sample"] and "gpu=1" in res["validate"]  # MD with the committee
 
 
 def test_local_profile_uses_no_cluster(tmp_path):

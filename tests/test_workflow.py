@@ -147,7 +147,7 @@ def mtimes(root):
 
 @pytest.mark.slow
 def test_emt_campaign_end_to_end_and_reruns(tmp_path):
-    wd = make_campaign(tmp_path, "emt")
+    wd = make_campaign(tmp_path, "emt", validation={"enabled": True, "steps": 60, "seeds": 1})
     t0 = time.time()
     # A campaign that has finished iteration 1 of 2 gets the report of what it
     # finished; the full report needs iteration 2 and says so.
@@ -178,6 +178,7 @@ def test_emt_campaign_end_to_end_and_reruns(tmp_path):
     e0s = json.loads((res / "reference" / "e0s.json").read_text())["e0s"]
     assert set(e0s) == {"Cu"}
 
+    check_final(wd)
     check_report(wd, partial=wd / "partial.html")
 
     # nothing changed: nothing to do
@@ -209,6 +210,53 @@ def test_emt_campaign_end_to_end_and_reruns(tmp_path):
     print(f"EMT campaign wall time: {wall:.1f} s")
 
     check_provenance(wd)
+
+
+def check_final(wd):
+    """The validation of the final committee and the deliverable model with its card."""
+    res = wd / "results"
+    summary = json.loads((res / "validation" / "summary.json").read_text())
+    assert set(summary["conditions"]) == {"600 K", "1200 K", "1500 K (hot)"}
+    for name, cond in summary["conditions"].items():
+        runs = cond["stability"]["runs"]
+        assert len(runs) == 1 and runs[0]["ended_by"] in ("completed", "overlap", "deviation",
+                                                          "non_finite")
+        assert 0 < runs[0]["steps_run"] <= 60
+        # the test set's reference MD at 600 and 1200 K: one RDF distance each
+        assert set(cond["rdf"]) == (set() if "hot" in name else {"Cu-Cu"})
+    assert summary["stable"] == all(r["stability"]["survival"] == 1
+                                    for r in summary["conditions"].values())
+    final = res / "final"
+    for m in (0, 1):
+        assert (final / "committee" / f"member_{m}.model").read_bytes() == \
+            (res / "iter_002" / "models" / f"member_{m}.model").read_bytes()
+    card = json.loads((final / "model_card.json").read_text())
+    metrics = json.loads((res / "iter_002" / "metrics.json").read_text())
+    table = pd.read_csv(res / "campaign.csv")
+    assert card["model"]["dtype"] == "float32" and card["model"]["file"] == "model.model"
+    assert card["level_of_theory"] == {"kind": "ase", "calculator": "ase.calculators.emt.EMT"}
+    assert card["training_set"] == {"n_train": int(table["n_train"].iloc[-1]),
+                                    "n_valid": int(table["n_valid"].iloc[-1]), "elements": ["Cu"]}
+    assert card["test_set"]["force_rmse_meV_per_A"] == metrics["force_rmse_meV_per_A"]
+    assert card["sampled_conditions"]["temperatures_K"] == [600, 1200]
+    assert card["validation"]["stable"] == summary["stable"]
+    assert card["audit"]["n_frames"] > 0 and card["calibration"]["scale"] > 0
+    assert card["software"]["mace-torch"] and "Model card" in (final / "model_card.md").read_text()
+    # the deployable model is float32 and gives the committee member's forces
+    from ase.build import bulk
+    from mace.calculators import MACECalculator
+
+    atoms = bulk("Cu", "fcc", a=3.65, cubic=True).repeat((2, 2, 1))
+    atoms.rattle(0.05, seed=1)
+    forces = {}
+    for name, path, dtype in (("deployed", final / "model.model", "float32"),
+                              ("member", final / "committee" / "member_0.model", "float64")):
+        atoms.calc = MACECalculator(model_paths=str(path), device="cpu", default_dtype=dtype)
+        forces[name] = atoms.get_forces()
+    assert np.abs(forces["deployed"] - forces["member"]).max() < 1e-3
+    # mace-torch's LAMMPS export runs here on CPU
+    assert card["model"]["lammps"]["made"], card["model"]["lammps"]
+    assert (final / card["model"]["lammps"]["file"]).stat().st_size > 10000
 
 
 def nothing_to_do(proc):
@@ -252,6 +300,8 @@ TOPICS = {"1. Learning curve": "learning_curve", "2. Test-set parity": "parity",
           "4. Calibration: deviation vs true error": "calibration",
           "5. Exploration": "exploration", "6. Dataset and label failures": "dataset",
           "7. Compute": "compute"}
+READINESS = {("8. Production readiness", "final committee", "stability.svg"),
+             ("8. Production readiness", "final committee", "rdf.svg")}
 
 
 def check_report(wd, partial):
@@ -264,11 +314,11 @@ def check_report(wd, partial):
     expected = {(topic, f"iteration {i:03d}") for topic, name in TOPICS.items()
                 for i in range(3) if i > 0 or name in ("learning_curve", "parity", "dataset",
                                                        "compute")}
-    shown = {(f["category"], f["subcategory"]): f for f in info["figures"]}
+    expected = {(topic, sub, TOPICS[topic] + ".svg") for topic, sub in expected} | READINESS
+    shown = {(f["category"], f["subcategory"], f["name"]): f for f in info["figures"]}
     assert set(shown) == expected
-    for (topic, _), fig in shown.items():
-        assert fig["name"] == TOPICS[topic] + ".svg"
-        assert 300 < fig["width"] < 2000 and 150 < fig["height"] < 1500, fig
+    for fig in shown.values():
+        assert 300 < fig["width"] < 2500 and 150 < fig["height"] < 1500, fig
         assert fig["nonblank"] and fig["clicked"], fig
     assert "Active learning of a MACE potential" in info["front_text"]
     assert "2 members" in info["front_text"] and "ase.calculators.emt.EMT" in info["front_text"]
@@ -276,8 +326,9 @@ def check_report(wd, partial):
     assert all(os.path.getsize(p) > 5000 for p in info["screenshots"])
     # the report of the campaign stopped after iteration 1: only its iterations
     info = inspect_report(partial, ARTIFACTS / "report_partial")
-    assert {f["subcategory"] for f in info["figures"]} == {"iteration 000", "iteration 001"}
-    assert len(info["figures"]) == 4 + 7
+    assert {f["subcategory"] for f in info["figures"]} == {"iteration 000", "iteration 001",
+                                                           "final committee"}
+    assert len(info["figures"]) == 4 + 7 + 2
 
 
 @pytest.mark.slow
@@ -325,12 +376,14 @@ def test_converged_campaign_turns_later_iterations_into_no_ops(tmp_path):
     for i in (1, 2, 3):
         stats = json.loads((res / f"iter_{i:03d}" / "select" / "stats.json").read_text())
         assert stats["converged"] and stats["n_selected"] == 0
-    later = json.loads((res / "iter_002" / "calibration.json").read_text())
-    assert later["converged"] and later["stop_reason"].startswith("converged in an earlier")
         assert all(p.stat().st_size == 0 for p in (res / f"iter_{i:03d}" / "label").glob("chunk_*.xyz"))
         for m in (0, 1):  # the committee is carried over, not retrained
             assert (res / f"iter_{i:03d}" / "models" / f"member_{m}.model").read_bytes() == \
                 (res / "iter_000" / "models" / f"member_{m}.model").read_bytes()
+    first = json.loads((res / "iter_001" / "calibration.json").read_text())
+    later = json.loads((res / "iter_002" / "calibration.json").read_text())
+    assert first["converged"] and first["stop_reason"].startswith("accurate share")
+    assert later["converged"] and later["stop_reason"].startswith("converged in an earlier")
     # iteration 1 still sampled (that is how convergence was measured); later ones did not
     assert read_frames(res / "iter_001" / "sample" / "pack_0.xyz")
     assert not read_frames(res / "iter_002" / "sample" / "pack_0.xyz")
