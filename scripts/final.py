@@ -28,6 +28,7 @@ tree = load_template(inp.template[0]).tree if reference["kind"] == "cp2k" and in
 calibrations = [read_json(c) for c in inp.calibrations]
 audited = [c for c in calibrations if c.get("audit", {}).get("rmse") is not None]
 last = calibrations[-1] if calibrations else {}
+decided = next(((i, c) for i, c in enumerate(calibrations, start=1) if c.get("converged")), None)
 metrics, data, valid = read_json(inp.metrics), read_json(inp.dataset), read_json(inp.validation)
 card = {
     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -47,7 +48,10 @@ card = {
                                   None),
                     "spearman": next((c["spearman"] for c in reversed(calibrations)
                                       if c.get("spearman") is not None), None)},
-    "converged": bool(last.get("converged")), "stop_reason": last.get("stop_reason"),
+    # the iteration whose calibration decided the stop (later ones carry it)
+    "converged": decided is not None,
+    "stop_reason": (f"iteration {decided[0]}: {decided[1]['stop_reason']}" if decided
+                    else last.get("stop_reason")),
     "validation": {"stable": valid["stable"], "survival": valid["survival"],
                    "steps": valid["steps"], "conditions": {
                        name: {"survival": c["stability"]["survival"],
