@@ -127,8 +127,10 @@ def base_config(system: str) -> dict:
 def snakemake(workdir: Path, cfg: dict, cores: int, targets: list[str] = ()) -> float:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    # a later version of the workflow (or a checkout elsewhere: the structures'
+    # path is an input) resumes these campaigns: only changed science reruns
     cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml",
-           "--cores", str(cores)]
+           "--cores", str(cores), "--rerun-triggers", "params"]
     if (workdir / ".snakemake" / "locks").is_dir():  # a killed earlier run of this benchmark
         subprocess.run(cmd + ["--unlock"], cwd=workdir, capture_output=True)
     t0 = time.monotonic()
@@ -258,7 +260,7 @@ def max_force_errors(predictions: pd.DataFrame) -> np.ndarray:
 def scores(wd: Path, iteration: int, tests: dict, cache: dict) -> dict:
     """Force RMSE and p95 max atomic force error (meV/Å) of one committee on
     each test set, cached in the campaign's directory."""
-    key = f"{wd.name}/{iteration}"
+    key = f"{wd.parent.name}/{wd.name}/{iteration}"
     if key not in cache:
         from alflow.io import read_frames
         from alflow.metrics import evaluate, load_committee

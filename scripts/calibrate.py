@@ -30,10 +30,11 @@ decision = calibration.stop_decision(summary["audit"], survival, conv["target_fo
                                      conv["min_walker_survival"])
 summary["converged"] = bool(stats.get("converged")) or decision["converged"]
 summary["stop_reason"] = decision["reason"]
-if stats.get("converged") and not decision["converged"]:  # the select step decided
-    summary["stop_reason"] = (
-        "converged in an earlier iteration: nothing sampled" if not stats.get("n_frames") else
-        f"accurate share {stats['accurate_ratio']:.2f} reached convergence.accurate_ratio")
+if stats.get("converged") and not stats.get("n_frames"):  # a no-op after the stop
+    summary["stop_reason"] = "converged in an earlier iteration: nothing sampled"
+elif stats.get("converged") and not decision["converged"]:  # the select step decided
+    summary["stop_reason"] = (f"accurate share {stats['accurate_ratio']:.2f} reached "
+                              "convergence.accurate_ratio")
 write_csv(sm.output.table, table)
 write_json(sm.output.summary, summary)
 log.info("%s", summary)
