@@ -55,7 +55,8 @@ def _science(value, node: dict):
         return value
     props = node.get("properties", {})
     skip = set(node.get("x-execution-keys", []))
-    return {k: _science(v, props.get(k, {})) for k, v in value.items()
+    # sorted: Snakemake compares params by their text, and key order is no science
+    return {k: _science(v, props.get(k, {})) for k, v in sorted(value.items())
             if k not in skip and props.get(k, {}).get("x-rerun") not in NOT_SCIENCE}
 
 

@@ -79,7 +79,7 @@ EMT = {
                   "max_selected": 8, "chunk_size": 8, "audit": 2},
     "convergence": {"target_force_rmse": None, "accurate_ratio": 1.0,  # full budgets
                     "audit_window": 2},
-    "validation": {"steps": 600, "seeds": 2, "lammps": False},
+    "validation": {"steps": 300, "seeds": 2, "lammps": False},
     "resources": {"label": {"mpi": ""}},
 }
 
@@ -375,6 +375,9 @@ def run_system(system: str, arms: list[str], seeds: list[int], cores: int) -> pd
             for r in rows:
                 r.update(scores(Path(r["wd"]), r["iteration"], tests, cache))
             cache_path.write_text(json.dumps(cache))
+            # what has finished so far, for --report-only while the rest runs
+            pd.DataFrame(rows).assign(system=system).to_csv(BENCH / f"{system}_partial.csv",
+                                                            index=False)
     df = pd.DataFrame(rows)
     df["system"] = system
     df["wd"] = df["wd"].astype(str)
@@ -443,7 +446,8 @@ def report(df: pd.DataFrame) -> None:
     if "stable" in valid:
         valid.to_csv(BENCH / "stability.csv", index=False)
         print("\nProduction MD with each arm's final committee (share of runs that completed):")
-        print(valid.groupby(["system", "arm"]).mean(numeric_only=True).round(2).to_string())
+        print(valid.drop(columns="seed").groupby(["system", "arm"]).mean(numeric_only=True)
+              .round(2).to_string())
     stop = pd.concat([stops(df[df["system"] == s], s) for s in df["system"].unique()])
     stop.to_csv(BENCH / "stops.csv", index=False)
     print("\nThe stop rule (active arm), per seed and target (meV/Å):")
@@ -451,7 +455,9 @@ def report(df: pd.DataFrame) -> None:
 
 
 if __name__ == "__main__":
-    if "--report-only" in sys.argv:
-        report(pd.read_csv(BENCH / "curves.csv"))
+    if "--report-only" in sys.argv:  # curves.csv, or what a running benchmark has finished
+        done = BENCH / "curves.csv"
+        report(pd.read_csv(done) if done.exists() else
+               pd.concat([pd.read_csv(p) for p in sorted(BENCH.glob("*_partial.csv"))]))
     else:
         main()
