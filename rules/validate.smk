@@ -19,7 +19,9 @@ rule validate:
                    category="8. Production readiness", subcategory="final committee",
                    labels={"figure": "radial distribution"}),
     params:
-        validation=science("validation"),
+        # the deliverable's precision and LAMMPS export are rule final's
+        validation={k: v for k, v in science("validation").items()
+                    if k not in ("model_dtype", "lammps")},
         sampling=science("sampling"),
         selection=science("selection"),
         test_source=None if TEST_GIVEN else config["test_set"]["source"],
