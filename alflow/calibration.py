@@ -7,11 +7,12 @@ a frame the real error of that committee is known at no extra cost.
 """
 from __future__ import annotations
 
-import math
+import warnings
 
 import numpy as np
 import pandas as pd
 from ase import Atoms
+from scipy import stats
 
 from . import COMMITTEE_FORCES_KEY, DEVIATION_KEY, FORCES_KEY
 
@@ -46,13 +47,17 @@ def frame_errors(frames: list[Atoms]) -> pd.DataFrame:
 
 
 def spearman(x, y) -> float | None:
-    """Spearman rank correlation (Pearson correlation of the ranks); None when
-    fewer than 3 finite pairs or a constant input leave it undefined."""
-    df = pd.DataFrame({"x": x, "y": y}).replace([np.inf, -np.inf], np.nan).dropna()
-    if len(df) < 3 or df["x"].nunique() < 2 or df["y"].nunique() < 2:
+    """Spearman rank correlation (:func:`scipy.stats.spearmanr`) over the pairs
+    where both values are finite; None when fewer than 3 such pairs or a
+    constant input leave it undefined."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    finite = np.isfinite(x) & np.isfinite(y)
+    if finite.sum() < 3:
         return None
-    value = df["x"].rank().corr(df["y"].rank())
-    return None if math.isnan(value) else float(value)
+    with warnings.catch_warnings():  # a constant input: NaN, reported as None
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        value = stats.spearmanr(x[finite], y[finite]).statistic
+    return float(value) if np.isfinite(value) else None
 
 
 def summarize(table: pd.DataFrame, trust_lo: float) -> dict:

@@ -1,25 +1,19 @@
 """The reference method behind the ``label`` rule: CP2K or any ASE calculator.
 
 :func:`make_reference` builds a :class:`Reference` from the ``reference``
-config sub-tree; :func:`label_chunk` labels one chunk of structures, keeps
-failures aside (never stopping the chunk) and reuses finished per-structure
-results when a killed job is rerun.
+config sub-tree; :meth:`Reference.label` labels one structure, raising
+:class:`LabelFailure` when it cannot.  Labelling whole chunks, with caches and
+the guard against relabelling finished stages, is :mod:`alflow.labelling`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import os
-import re
-import time
 from abc import ABC, abstractmethod
-from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
-import ase.io
 import numpy as np
 from ase import Atoms
 
@@ -28,29 +22,15 @@ from .config import seconds
 from .cp2k import (ATOM_BOX, Cp2kError, Cp2kTemplate, launch_command, load_template, run_cp2k,
                    safer_scf)
 from .cp2k import isolated_atom_energy as cp2k_isolated_atom_energy
-from .io import atomic_path, read_frames, write_frames
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "AseReference",
     "Cp2kReference",
     "LabelFailure",
     "Reference",
-    "label_chunk",
-    "isolated_atom_cached",
-    "label_cached",
+    "labelled_copy",
     "make_reference",
 ]
-
-#: Set to 1 to let a finished label chunk be relabelled with other structures.
-RELABEL_ENV = "ALFLOW_RELABEL"
-FINISHED_NAME = "finished.json"
-
-#: Longest failure message stored in ``info[FAILURE_KEY]``.
-MAX_FAILURE_CHARS = 300
-RESULT_NAME = "result.extxyz"
-HASH_NAME = "result.sha256"
 
 
 class LabelFailure(RuntimeError):
@@ -86,7 +66,7 @@ class Reference(ABC):
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         result = self._compute(atoms, workdir)
-        return _with_labels(atoms, result["energy"], result["forces"], result.get("stress"),
+        return labelled_copy(atoms, result["energy"], result["forces"], result.get("stress"),
                             result.get("retry"))
 
     @abstractmethod
@@ -140,7 +120,7 @@ class Cp2kReference(Reference):
 
     def describe(self) -> str:
         kw = self.run_kwargs
-        argv = launch_command(kw["command"], kw["mpi"], kw["tasks"])
+        argv = launch_command(kw["command"], kw["mpi"], kw["tasks"], kw["cpus_per_task"])
         return (f"CP2K template {self.template.path}, run as: {' '.join(argv)} "
                 f"with OMP_NUM_THREADS={kw['cpus_per_task']}")
 
@@ -191,7 +171,7 @@ class AseReference(Reference):
 
     def _compute(self, atoms: Atoms, workdir: Path) -> dict[str, Any]:
         work = atoms.copy()
-        work.calc = self._calculator(workdir)
+        work.calc = self.calculator(workdir)
         want_stress = bool(np.all(atoms.pbc)) and "stress" in work.calc.implemented_properties
         try:
             energy = work.get_potential_energy()
@@ -208,18 +188,21 @@ class AseReference(Reference):
         workdir.mkdir(parents=True, exist_ok=True)
         return float(self._compute(atom, workdir)["energy"])
 
-    def _calculator(self, workdir: Path) -> Any:
-        """A fresh calculator per structure (no state carried between frames)."""
+    def calculator(self, workdir: str | os.PathLike[str]) -> Any:
+        """A fresh calculator (one per structure or MD run: no state carried
+        over); file-based calculators work in ``workdir`` unless the kwargs
+        name a ``directory``."""
         calc = self.calculator_class(**self.kwargs)
         if "directory" not in self.kwargs and hasattr(calc, "directory"):
             calc.directory = str(workdir)  # file-based calculators work in workdir
         return calc
 
 
-def _with_labels(atoms: Atoms, energy: Any, forces: Any, stress: Any,
-                 retry: str | None = None) -> Atoms:
+def labelled_copy(atoms: Atoms, energy: Any, forces: Any, stress: Any,
+                  retry: str | None = None) -> Atoms:
     """Copy of ``atoms`` with validated labels (stress only if 3D periodic) and,
-    when the label was rescued by a retry, ``info[RETRY_KEY]`` saying how."""
+    when the label was rescued by a retry, ``info[RETRY_KEY]`` saying how;
+    :class:`LabelFailure` ``non_finite`` for non-finite or misshapen labels."""
     energy = float(energy)
     forces = np.array(forces, dtype=float)
     if not np.isfinite(energy) or forces.shape != (len(atoms), 3) or not np.all(np.isfinite(forces)):
@@ -274,236 +257,3 @@ def make_reference(
 
 def _first_set(*values: Any) -> Any:
     return next(v for v in values if v is not None)
-
-
-# --------------------------------------------------------------------------
-# Chunks, with per-structure caching
-# --------------------------------------------------------------------------
-
-
-def structure_hash(atoms: Atoms, reference: Reference) -> str:
-    """SHA-256 of the structure (:func:`geometry_key`) and the reference's
-    level of theory: the key of a label in the caches."""
-    return hashlib.sha256(f"{geometry_key(atoms)}:{reference.fingerprint()}".encode()).hexdigest()
-
-
-def cache_path(cache: str | os.PathLike[str], key: str) -> Path:
-    """Where the campaign-wide label cache keeps the result of ``key``."""
-    return Path(cache) / key[:2] / f"{key}.extxyz"
-
-
-def geometry_key(atoms: Atoms) -> str:
-    """SHA-256 of numbers, positions and cell (to 1e-5 Å, what survives an
-    extxyz round trip) and pbc: the same structure, whatever the reference."""
-    digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(atoms.numbers, dtype=np.int64).tobytes())
-    for array in (atoms.positions, atoms.cell.array):
-        digest.update(np.ascontiguousarray(np.round(array, 5) + 0.0, dtype=np.float64).tobytes())
-    digest.update(np.ascontiguousarray(atoms.pbc, dtype=np.bool_).tobytes())
-    return digest.hexdigest()
-
-
-def unpaid_structures(frames: list[Atoms], label_dir: str | os.PathLike[str]) -> int:
-    """How many of ``frames`` a stage whose labels already finished
-    (``label_dir/work_*/finished.json``) has not labelled: the reference
-    calculations a new selection for a finished iteration would cost. 0 when
-    no chunk of the stage has finished (a first run)."""
-    done: set[str] = set()
-    finished = False
-    for record in Path(label_dir).glob(f"work_*/{FINISHED_NAME}"):
-        try:
-            done.update(json.loads(record.read_text()).get("geometries", []))
-            finished = True
-        except (OSError, ValueError):
-            continue
-    return sum(geometry_key(a) not in done for a in frames) if finished else 0
-
-
-def relabel_allowed() -> bool:
-    return os.environ.get(RELABEL_ENV) == "1"
-
-
-def relabel_refused(what: str, n_new: int) -> RelabelRefused:
-    return RelabelRefused(
-        f"{what} was finished with other structures, and labelling these would cost "
-        f"{n_new} new reference calculation(s) for a stage that is already done. The level of "
-        "theory (the CP2K template), or something that decides which frames a finished "
-        "iteration selects (selection, sampling, seed, a model), changed since it finished, "
-        "so Snakemake reruns it. Finished labels are never replaced silently: revert the "
-        "change and run again (the finished selections are remade as they were, at no "
-        "reference cost), or start the run with `--rerun-triggers mtime input` so that changed "
-        "settings apply only to iterations not yet run. To pay for the new labels, run again "
-        f"with {RELABEL_ENV}=1 in the environment.")
-
-
-def label_cached(reference: Reference, atoms: Atoms, workdir: str | os.PathLike[str],
-                 cache: str | os.PathLike[str] | None = None) -> Atoms:
-    """:meth:`Reference.label` with result caches.
-
-    A finished result is stored as ``result.extxyz`` plus ``result.sha256``
-    (:func:`structure_hash`) in ``workdir`` and, when ``cache`` is given, in
-    the campaign-wide cache under its key (:func:`cache_path`), which any
-    chunk of any stage finds again: a structure relabelled by a rerun, a
-    changed ``chunk_size`` or another profile is never computed twice.
-    Failures are not cached (a rerun tries them again).
-    """
-    workdir = Path(workdir)
-    key = structure_hash(atoms, reference)
-    cached = _read_cached(workdir, key)
-    if cached is None and cache is not None:
-        cached = _read_frame(cache_path(cache, key))
-    if cached is not None:
-        return _with_labels(atoms, cached.info[ENERGY_KEY], cached.arrays[FORCES_KEY],
-                            cached.info.get(STRESS_KEY), cached.info.get(RETRY_KEY))
-    (workdir / HASH_NAME).unlink(missing_ok=True)
-    labelled = reference.label(atoms, workdir)
-    write_frames(workdir / RESULT_NAME, [labelled])
-    with atomic_path(workdir / HASH_NAME) as tmp:
-        tmp.write_text(key + "\n")
-    if cache is not None:
-        cache_path(cache, key).parent.mkdir(parents=True, exist_ok=True)
-        write_frames(cache_path(cache, key), [labelled])
-    return labelled
-
-
-def isolated_atom_cached(reference: Reference, symbol: str, workdir: str | os.PathLike[str],
-                         cache: str | os.PathLike[str]) -> float:
-    """:meth:`Reference.isolated_atom_energy`, kept in the label cache under
-    the element and the level of theory."""
-    key = hashlib.sha256(f"isolated_atom:{symbol}:{reference.fingerprint()}".encode()).hexdigest()
-    path = Path(cache) / key[:2] / f"{key}.json"
-    try:
-        return float(json.loads(path.read_text())["energy"])
-    except (OSError, ValueError, KeyError):
-        pass
-    energy = reference.isolated_atom_energy(symbol, workdir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"element": symbol, "energy": energy}))
-    return energy
-
-
-def _read_cached(workdir: Path, key: str) -> Atoms | None:
-    try:
-        if (workdir / HASH_NAME).read_text().strip() != key:
-            return None
-    except OSError:
-        return None
-    return _read_frame(workdir / RESULT_NAME)
-
-
-def _read_frame(path: Path) -> Atoms | None:
-    """A cached labelled frame, or None when missing, unreadable or unlabelled."""
-    try:
-        frame = ase.io.read(path, format="extxyz")
-    except Exception:  # missing, stale or unreadable: recompute
-        return None
-    if ENERGY_KEY not in frame.info or FORCES_KEY not in frame.arrays:
-        return None
-    return frame
-
-
-def label_chunk(
-    in_path: str | os.PathLike[str],
-    out_path: str | os.PathLike[str],
-    failed_path: str | os.PathLike[str],
-    reference: Reference,
-    workdir: str | os.PathLike[str],
-    cache: str | os.PathLike[str] | None = None,
-    allow_relabel: bool | None = None,
-) -> dict[str, Any]:
-    """Label every frame of ``in_path`` (extxyz, may be empty).
-
-    Frame ``k`` is computed in ``workdir/struct_{k:04d}``.  Labelled frames
-    go to ``out_path``, failed ones (input frame plus ``info[FAILURE_KEY] =
-    "<kind>: <message>"``) to ``failed_path``; both are written atomically,
-    as empty files when there is nothing.  When every structure (at least
-    two) failed with the same error, the chunk itself fails with
-    :class:`SystematicFailure` naming that error: a missing basis set or a
-    broken launcher is not a property of the structures.  Returns ``{"n_input",
-    "n_labelled", "n_failed", "failures": {kind: count}}``.
-
-    A finished chunk records its structures (``workdir/finished.json``). When
-    it is run again with other structures that are not in ``cache`` (the
-    selection of a finished iteration changed), it refuses with
-    :class:`RelabelRefused` instead of paying for them, unless
-    ``allow_relabel`` (default: the environment variable ``ALFLOW_RELABEL=1``).
-    """
-    frames = read_frames(in_path)
-    keys = [structure_hash(a, reference) for a in frames]
-    if allow_relabel is None:
-        allow_relabel = relabel_allowed()
-    if not allow_relabel:
-        _check_not_finished_with_others(Path(workdir) / FINISHED_NAME, keys, cache, out_path)
-    labelled: list[Atoms] = []
-    failed: list[Atoms] = []
-    failures: Counter[str] = Counter()
-    for k, atoms in enumerate(frames):
-        start = time.perf_counter()
-        try:
-            labelled.append(label_cached(reference, atoms, Path(workdir) / f"struct_{k:04d}",
-                                         cache))
-            log.info("structure %d/%d labelled in %.1f s", k + 1, len(frames),
-                     time.perf_counter() - start)
-        except LabelFailure as exc:
-            failed.append(_failed_frame(atoms, exc))
-            failures[exc.kind] += 1
-            log.warning("structure %d/%d FAILED (%s): %s", k + 1, len(frames), exc.kind,
-                        exc.message)
-    systematic = None if labelled else _systematic_failure(failed)
-    if systematic:
-        raise SystematicFailure(
-            f"all {len(frames)} structures of {in_path} failed with the same error, so the "
-            f"reference itself is the problem, not the structures: {systematic} (CP2K input "
-            f"and output of each: {Path(workdir) / 'struct_*'})")
-    write_frames(out_path, labelled)
-    write_frames(failed_path, failed)
-    with atomic_path(Path(workdir) / FINISHED_NAME) as tmp:
-        tmp.write_text(json.dumps({"output": str(out_path), "structures": keys,
-                                   "geometries": [geometry_key(a) for a in frames]}))
-    return {
-        "n_input": len(frames),
-        "n_labelled": len(labelled),
-        "n_failed": len(failed),
-        "failures": dict(failures),
-    }
-
-
-class SystematicFailure(RuntimeError):
-    """Every structure of a chunk failed for the same reason: the chunk fails."""
-
-
-class RelabelRefused(RuntimeError):
-    """A finished chunk would be relabelled with structures that cost new
-    reference calculations."""
-
-
-def _check_not_finished_with_others(record: Path, keys: list[str],
-                                    cache: str | os.PathLike[str] | None, out_path) -> None:
-    try:
-        done = set(json.loads(record.read_text())["structures"])
-    except (OSError, ValueError, KeyError):
-        return  # never finished: a first run, or one that was killed
-    new = [k for k in keys if k not in done
-           and (cache is None or not cache_path(cache, k).exists())]
-    if not new:
-        return
-    raise relabel_refused(str(out_path), len(new))
-
-
-def _systematic_failure(failed: list[Atoms], minimum: int = 2) -> str | None:
-    """The failure shared by every structure (at least ``minimum``), numbers
-    ignored when comparing; None when they differ or some were labelled."""
-    reasons = {re.sub(r"\d+(\.\d+)?", "#", str(a.info.get(FAILURE_KEY))) for a in failed}
-    return failed[0].info[FAILURE_KEY] if len(failed) >= minimum and len(reasons) == 1 else None
-
-
-def _failed_frame(atoms: Atoms, failure: LabelFailure) -> Atoms:
-    frame = atoms.copy()
-    frame.calc = None
-    # extxyz stores it as a quoted string: no double quotes or backslashes
-    text = f"{failure.kind}: {failure.message}".replace('"', "'").replace("\\", "/")
-    if len(text) > MAX_FAILURE_CHARS:
-        text = text[: MAX_FAILURE_CHARS - 3] + "..."
-    frame.info[FAILURE_KEY] = text
-    return frame

@@ -7,9 +7,9 @@ sampling temperatures.  The frames come back *unlabelled*: the ``label`` rule
 then computes their labels with singlepoints exactly like every other
 structure, so test and training labels use the same settings.
 
-:func:`md_plan` spreads the frames over temperatures and initial structures;
-:func:`reference_md_frames` runs the plan (one MD per planned run) and reuses
-a finished run's frames when a killed job is rerun.
+:func:`alflow.md.md_plan` spreads the frames over temperatures and initial
+structures; :func:`reference_md_frames` runs the plan (one MD per planned run)
+and reuses a finished run's frames when a killed job is rerun.
 """
 
 from __future__ import annotations
@@ -20,38 +20,33 @@ import logging
 import os
 import re
 import time
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import ase.io
 import numpy as np
 from ase import Atoms
-from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
 from .cp2k import (
     END_MARKER,
     OUTPUT_NAME,
     Cp2kError,
     Cp2kTemplate,
-    _render,
-    _singlepoint_tree,
     launch_command,
+    render_input,
     run_input,
+    singlepoint_tree,
 )
 from .io import atomic_path, read_frames, write_frames
-from .reference import AseReference, Cp2kReference, make_reference, structure_hash
-from .sampling import Walker, _integrator
+from .labelling import structure_hash
+from .md import MdRun, ase_md_frames, bare_frame, check_md_settings, md_plan
+from .reference import AseReference, Cp2kReference, make_reference
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "MdRun",
-    "ase_md_frames",
     "cp2k_md_frames",
     "md_input",
-    "md_plan",
     "reference_md_frames",
 ]
 
@@ -63,131 +58,6 @@ CSVR_TIMECON_FS = 10.0
 _STEP = re.compile(r"^\s*i\s*=\s*(\d+)\s*,", re.MULTILINE)
 FRAMES_NAME = "frames.extxyz"
 HASH_NAME = "frames.sha256"
-
-
-# --------------------------------------------------------------------------
-# The plan
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MdRun:
-    """One MD run: ``n_frames`` frames at ``temperature`` from initial structure ``structure``."""
-
-    index: int
-    temperature: float  # K
-    structure: int
-    n_frames: int
-
-
-def md_plan(n_frames: int, temperatures: Sequence[float], n_structures: int) -> list[MdRun]:
-    """The MD runs giving ``n_frames`` frames, deterministic.
-
-    Frame ``k`` goes to temperature ``k mod len(temperatures)`` and to initial
-    structure ``(k // len(temperatures)) mod n_structures``; frames with the
-    same (temperature, structure) share one run.  Runs are listed in order of
-    their first frame; runs without frames are left out.
-    """
-    if n_frames < 0:
-        raise ValueError(f"n_frames must be >= 0, got {n_frames}")
-    if not temperatures:
-        raise ValueError("at least one temperature is needed")
-    if n_structures < 1:
-        raise ValueError(f"n_structures must be >= 1, got {n_structures}")
-    counts: Counter[tuple[int, int]] = Counter()
-    for k in range(n_frames):
-        counts[(k % len(temperatures), (k // len(temperatures)) % n_structures)] += 1
-    return [MdRun(r, float(temperatures[t]), s, n) for r, ((t, s), n) in enumerate(counts.items())]
-
-
-def _check_md(n_frames: int, equilibration_steps: int, interval_steps: int, timestep_fs: float) -> None:
-    if n_frames < 1:
-        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
-    if equilibration_steps < 0:
-        raise ValueError(f"equilibration_steps must be >= 0, got {equilibration_steps}")
-    if interval_steps < 1:
-        raise ValueError(f"interval_steps must be >= 1, got {interval_steps}")
-    if not timestep_fs > 0:
-        raise ValueError(f"timestep_fs must be > 0, got {timestep_fs}")
-
-
-def _frame(numbers: Any, positions: Any, template: Atoms, temperature: float, origin: str) -> Atoms:
-    """A bare frame (numbers, positions, the template's cell and pbc, two info keys)."""
-    frame = Atoms(numbers, positions, cell=template.cell, pbc=template.pbc)
-    frame.info.update(origin=origin, temperature=float(temperature))
-    return frame
-
-
-# --------------------------------------------------------------------------
-# ASE
-# --------------------------------------------------------------------------
-
-
-def ase_md_frames(
-    atoms: Atoms,
-    calc: Any,
-    temperature: float,
-    n_frames: int,
-    *,
-    timestep_fs: float,
-    equilibration_steps: int,
-    interval_steps: int,
-    friction: float,
-    seed: int,
-) -> list[Atoms]:
-    """``n_frames`` frames of ASE Langevin NVT MD of ``atoms`` with ``calc``.
-
-    Maxwell-Boltzmann start velocities (no centre-of-mass motion, which is
-    kept fixed) and the Langevin noise come from ``numpy.random.default_rng
-    (seed)``; the same integrator as the sampling walkers
-    (:func:`alflow.sampling._integrator`, ``friction`` in 1/fs).  After
-    ``equilibration_steps`` steps one frame is kept every ``interval_steps``
-    steps.  Frames carry numbers, positions, cell, pbc and ``info``
-    ``{"origin": "md:<T>K:<step>", "temperature": T}``.
-    """
-    _check_md(n_frames, equilibration_steps, interval_steps, timestep_fs)
-    work = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-    work.calc = calc
-    rng = np.random.default_rng(seed)
-    thermalize_momenta(work, temperature, rng=rng)
-    Stationary(work)
-    dyn = _integrator(work, Walker(0, float(temperature), None, 0), timestep_fs, friction, rng)
-    frames: list[Atoms] = []
-    for _ in dyn.irun(equilibration_steps + n_frames * interval_steps):
-        step = dyn.nsteps
-        if step <= equilibration_steps or (step - equilibration_steps) % interval_steps:
-            continue
-        if not np.all(np.isfinite(work.positions)):
-            raise RuntimeError(f"ASE MD at {temperature:g} K: non-finite positions at step {step}")
-        frames.append(_frame(work.numbers, work.positions, atoms, temperature, f"md:{temperature:g}K:{step}"))
-    return frames
-
-
-def model_md_frames(
-    calc: Any,
-    structures: Sequence[Atoms],
-    temperatures: Sequence[float],
-    n_frames: int,
-    *,
-    timestep_fs: float,
-    equilibration_steps: int,
-    interval_steps: int,
-    friction: float,
-    seed: int,
-    tag: str,
-) -> list[Atoms]:
-    """``n_frames`` unlabelled frames of ASE MD with one calculator (e.g. a
-    foundation model) following :func:`md_plan`; run ``r`` uses seed
-    ``seed + r``. Frame ``k`` has ``info["origin"] = "<tag>:<T>K:<k>"``."""
-    frames: list[Atoms] = []
-    for run in md_plan(n_frames, temperatures, len(structures)):
-        frames += ase_md_frames(structures[run.structure], calc, run.temperature, run.n_frames,
-                                timestep_fs=timestep_fs, equilibration_steps=equilibration_steps,
-                                interval_steps=interval_steps, friction=friction,
-                                seed=seed + run.index)
-    for k, frame in enumerate(frames):
-        frame.info["origin"] = f"{tag}:{frame.info['temperature']:g}K:{k}"
-    return frames
 
 
 # --------------------------------------------------------------------------
@@ -215,7 +85,7 @@ def md_input(
     (so that :func:`alflow.cp2k.run_input` can check the output) and no
     restart files.
     """
-    tree = _singlepoint_tree(template.tree, atoms, PROJECT, stress=False)
+    tree = singlepoint_tree(template.tree, atoms, PROJECT, stress=False)
     glob = tree["+global"]
     glob["run_type"] = "md"
     glob["seed"] = int(seed)
@@ -235,7 +105,7 @@ def md_input(
     printing["+restart"] = {"_": "off"}
     printing["+restart_history"] = {"_": "off"}
     motion["+print"] = [printing, *prints[1:]] if isinstance(prints, list) else printing
-    return _render(tree, template.xmlspec)
+    return render_input(tree, template.xmlspec)
 
 
 def cp2k_md_frames(
@@ -268,7 +138,7 @@ def cp2k_md_frames(
     start cell and pbc, and ``info`` ``{"origin": "md:<T>K:<step>",
     "temperature": T}``.
     """
-    _check_md(n_frames, equilibration_steps, interval_steps, timestep_fs)
+    check_md_settings(n_frames, equilibration_steps, interval_steps, timestep_fs)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     trajectory = workdir / f"{PROJECT}-pos-1.xyz"
@@ -288,7 +158,8 @@ def cp2k_md_frames(
                     where, exc.message)
     except OSError as exc:
         argv = " ".join(launch_command(run_kwargs.get("command", "cp2k"),
-                                       run_kwargs.get("mpi", "mpirun"), run_kwargs.get("tasks", 1)))
+                                       run_kwargs.get("mpi", "mpirun"), run_kwargs.get("tasks", 1),
+                                       run_kwargs.get("cpus_per_task", 1)))
         raise RuntimeError(f"{where}: cannot run {argv!r}: {exc}") from exc
     return _read_trajectory(trajectory, atoms, temperature, equilibration_steps, n_frames, where)
 
@@ -315,7 +186,7 @@ def _read_trajectory(path: Path, atoms: Atoms, temperature: float, equilibration
             raise Cp2kError("parse_error", f"{where}: frame of step {step} in {path.name} has other atoms")
         if not np.all(np.isfinite(frame.positions)):
             raise Cp2kError("parse_error", f"{where}: non-finite positions at step {step}")
-        frames.append(_frame(atoms.numbers, frame.positions, atoms, temperature,
+        frames.append(bare_frame(atoms.numbers, frame.positions, atoms, temperature,
                              f"md:{temperature:g}K:{step}"))
     return frames
 
@@ -344,10 +215,10 @@ def reference_md_frames(
     """``n_frames`` unlabelled frames of MD with the reference of ``reference_cfg``.
 
     ``reference_cfg`` is the ``reference`` config sub-tree (``kind`` cp2k:
-    :func:`cp2k_md_frames`; ase: :func:`ase_md_frames` with a fresh
+    :func:`cp2k_md_frames`; ase: :func:`alflow.md.ase_md_frames` with a fresh
     calculator per run, ``friction`` used only there); ``mpi``/``tasks``/
     ``cpus_per_task`` as in :func:`alflow.reference.make_reference`.  Runs
-    follow :func:`md_plan`; run ``r`` uses seed ``seed + r`` and works in
+    follow :func:`alflow.md.md_plan`; run ``r`` uses seed ``seed + r`` and works in
     ``workdir/run_{r:03d}``, where its frames are kept so that a rerun
     reuses finished runs with the same settings.  Frame ``k`` of the result
     has ``info["origin"] = "test_md:<T>K:<k>"``.
@@ -375,7 +246,7 @@ def reference_md_frames(
                                             **reference.run_kwargs)
             else:
                 rundir.mkdir(parents=True, exist_ok=True)
-                run_frames = ase_md_frames(atoms, reference._calculator(rundir), run.temperature,
+                run_frames = ase_md_frames(atoms, reference.calculator(rundir), run.temperature,
                                            run.n_frames, **md, seed=seed + run.index)
             write_frames(rundir / FRAMES_NAME, run_frames)
             with atomic_path(rundir / HASH_NAME) as tmp:

@@ -250,7 +250,7 @@ def run_walker(atoms: Atoms, calc, walker: Walker, *, steps: int, timestep_fs: f
     if not np.any(atoms.get_momenta()):
         thermalize_momenta(atoms, walker.temperature, rng=rng)
         Stationary(atoms)
-    dyn = _integrator(atoms, walker, timestep_fs, friction, rng)
+    dyn = langevin_integrator(atoms, walker, timestep_fs, friction, rng)
     frames: list[Atoms] = []
     state = _snapshot(atoms, walker, first_step, None)
     reason = "completed"
@@ -277,7 +277,11 @@ def run_walker(atoms: Atoms, calc, walker: Walker, *, steps: int, timestep_fs: f
     return WalkerResult(frames, state, step, reason)
 
 
-def _integrator(atoms: Atoms, walker: Walker, timestep_fs: float, friction: float, rng):
+def langevin_integrator(atoms: Atoms, walker: Walker, timestep_fs: float, friction: float, rng):
+    """The ASE integrator of a walker's ensemble, with its noise from ``rng``:
+    Langevin NVT (``friction`` in 1/fs, centre of mass fixed) when the walker
+    has no pressure, else Langevin BAOAB NPT at ``walker.pressure`` (GPa,
+    hydrostatic; thermostat time 1/``friction``, barostat time 20x that)."""
     dt = timestep_fs * units.fs
     if walker.pressure is None:
         atoms.set_constraint(FixCom())  # ASE's recommended way to keep the centre of mass

@@ -93,10 +93,10 @@ def is_sane(atoms: Atoms, min_distance_fraction: float) -> bool:
     covalent radii (a bond squeezed to that share of its usual length)."""
     if len(atoms) < 2:
         return True
-    radii = covalent_radii[atoms.numbers]
-    cutoff = min_distance_fraction * 2 * float(radii.max())
-    i, j, d = neighbor_list("ijd", atoms, cutoff)
-    return bool(np.all(d >= min_distance_fraction * (radii[i] + radii[j])))
+    # per-atom cutoffs: a pair is listed when closer than the sum of its two
+    # (minimum image and periodic images included, in O(N))
+    too_close = neighbor_list("i", atoms, min_distance_fraction * covalent_radii[atoms.numbers])
+    return len(too_close) == 0
 
 
 def first_past_hi(frames: list[Atoms], hi: float, min_distance_fraction: float) -> list[Atoms]:

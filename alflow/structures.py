@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.io import read
+from ase.neighborlist import neighbor_list
 
 from . import ENERGY_KEY, FORCES_KEY
 
@@ -42,12 +43,13 @@ def _check_frame(atoms: Atoms, where: str) -> None:
     if atoms.pbc.any() and abs(atoms.cell.volume) < 1e-6:
         raise StructureError(f"{where}: periodic but the cell has zero volume")
     if len(atoms) > 1:
-        d = atoms.get_all_distances(mic=bool(atoms.pbc.any()))
-        d[np.diag_indices_from(d)] = np.inf
-        if d.min() < 0.5:
-            i, j = np.unravel_index(np.argmin(d), d.shape)
+        # pairs closer than 0.5 Å, periodic images included; the closest is
+        # named (lowest indices first among equals)
+        i, j, d = neighbor_list("ijd", atoms, 0.5)
+        if len(d):
+            k = np.lexsort((j, i, d))[0]
             raise StructureError(
-                f"{where}: atoms {i} and {j} are {d.min():.3f} Å apart (overlapping)"
+                f"{where}: atoms {i[k]} and {j[k]} are {d[k]:.3f} Å apart (overlapping)"
             )
 
 

@@ -27,12 +27,12 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 OUT = REPO / "benchmarks" / "out" / "batched_sampling"
 
 from alflow.io import read_frames, write_frames  # noqa: E402
 from alflow.metrics import load_committee  # noqa: E402
-from alflow.reference import label_chunk, make_reference  # noqa: E402
+from alflow.labelling import label_chunk  # noqa: E402
+from alflow.reference import make_reference  # noqa: E402
 from alflow.sampling import Walker, explore_pack, fresh  # noqa: E402
 from alflow.structures import load_structures, perturb  # noqa: E402
 from alflow.training import train_member  # noqa: E402

@@ -28,11 +28,10 @@ from ase.calculators.emt import EMT
 from ase.io import read
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from al_benchmark import EMT as EMT_CAMPAIGN  # noqa: E402
 from al_benchmark import OUT, merge, snakemake  # noqa: E402
 from alflow.metrics import load_committee  # noqa: E402
-from alflow.sampling import Walker, _integrator  # noqa: E402
+from alflow.sampling import Walker, langevin_integrator  # noqa: E402
 
 PRESSURES = [0.0, 4.0]   # GPa, sampled by the walkers
 PROBE = [0.0, 4.0, 8.0]  # GPa, where V(P) is compared (8: beyond the sampled range)
@@ -56,7 +55,7 @@ def mean_volume(atoms, calc, pressure: float, steps: int, seed: int) -> float:
     atoms = atoms.copy()
     atoms.calc = calc
     walker = Walker(index=0, temperature=TEMPERATURE, pressure=pressure, structure=0)
-    dyn = _integrator(atoms, walker, 2.0, 0.02, np.random.default_rng(seed))
+    dyn = langevin_integrator(atoms, walker, 2.0, 0.02, np.random.default_rng(seed))
     volumes = []
     for step in range(steps):
         dyn.run(1)

@@ -19,11 +19,11 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 from alflow.calibration import frame_errors  # noqa: E402
 from alflow.io import read_frames  # noqa: E402
-from alflow.reference import LabelFailure, label_cached, make_reference  # noqa: E402
+from alflow.labelling import label_cached  # noqa: E402
+from alflow.reference import LabelFailure, make_reference  # noqa: E402
 from alflow.selection import deviation, is_sane  # noqa: E402
 
 

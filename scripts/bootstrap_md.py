@@ -7,7 +7,7 @@ import torch
 from alflow import gpu, logs
 from alflow.io import write_frames
 from alflow.metrics import load_committee
-from alflow.refmd import model_md_frames
+from alflow.md import model_md_frames
 from alflow.structures import load_structures, split_chunks
 
 sm = snakemake  # noqa: F821

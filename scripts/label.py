@@ -1,6 +1,7 @@
 """Label one chunk with the reference; failures are kept aside, not lost."""
 from alflow import logs
-from alflow.reference import RelabelRefused, SystematicFailure, label_chunk, make_reference
+from alflow.labelling import RelabelRefused, SystematicFailure, label_chunk
+from alflow.reference import make_reference
 
 sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from alflow import logs, selection
 from alflow.io import read_json, read_many, write_csv, write_frames, write_json
-from alflow.reference import relabel_allowed, relabel_refused, unpaid_structures
+from alflow.labelling import relabel_allowed, relabel_refused, unpaid_structures
 from alflow.structures import split_chunks
 
 sm = snakemake  # noqa: F821

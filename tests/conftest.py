@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
+from ase.geometry import find_mic
 
 from alflow import ENERGY_KEY, FORCES_KEY, STRESS_KEY
 from alflow.io import write_frames
@@ -35,6 +36,12 @@ def cu_frames(n, rattle=0.05, seed=0):
         a.info["origin"] = f"test:{seed}:{k}"
         out.append(emt_label(a))
     return out
+
+
+def rms_displacement(a, b) -> float:
+    """RMS displacement (Å, minimum image) between two frames of the same atoms."""
+    d, _ = find_mic(a.positions - b.positions, a.cell, a.pbc)
+    return float(np.sqrt((d ** 2).sum(axis=1).mean()))
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,9 @@ def test_spearman_on_known_orderings():
     assert spearman([1, 2], [1, 2]) is None  # too few
     assert spearman([1, 1, 1], [1, 2, 3]) is None  # constant
     assert spearman([1, 2, 3, np.nan], [3, 2, 1, 0]) == pytest.approx(-1.0)
+    assert spearman([1, 2, np.inf, 4], [1, 2, 3, 4]) == pytest.approx(1.0)  # finite pairs only
+    assert spearman([1, 2, 3], [5, 5, 5]) is None  # constant
+    assert spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
 
 
 def test_summary_of_a_hand_made_iteration():

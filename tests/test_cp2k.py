@@ -6,12 +6,15 @@ import functools
 import io
 import os
 import shutil
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import molecule
+from ase.data import atomic_numbers, chemical_symbols
 from cp2k_input_tools.parser import CP2KInputParser
 
 from alflow import cp2k
@@ -199,9 +202,15 @@ def test_make_input_needs_a_cell(xtb):
 def test_launch_command_and_environment():
     assert cp2k.launch_command("cp2k", "", 4) == ["cp2k", "-i", "label.inp", "-o", "label.out"]
     assert cp2k.launch_command("cp2k.psmp", "srun --mpi=pmix", 2) == [
-        "srun", "--mpi=pmix", "-n", "2", "cp2k.psmp", "-i", "label.inp", "-o", "label.out"
-    ]
-    env = cp2k._environment(["mpirun", "-n", "1", "cp2k"], 3)
+        "srun", "--mpi=pmix", "-n", "2", "-c", "1", "cp2k.psmp", "-i", "label.inp", "-o",
+        "label.out"]
+    # hybrid MPI/OpenMP: srun gets the threads per rank (it does not inherit
+    # the job's --cpus-per-task since Slurm 22.05), mpirun does not take -c
+    assert cp2k.launch_command("cp2k.psmp", "srun", 4, 8)[:5] == ["srun", "-n", "4", "-c", "8"]
+    assert cp2k.launch_command("cp2k.psmp", "srun --cpus-per-task=2", 4, 8)[:4] == [
+        "srun", "--cpus-per-task=2", "-n", "4"]
+    assert "-c" not in cp2k.launch_command("cp2k.psmp", "mpirun", 4, 8)
+    env = cp2k.launch_environment(["mpirun", "-n", "1", "cp2k"], 3)
     assert env["OMP_NUM_THREADS"] == "3"
     if os.geteuid() == 0:
         assert env["OMPI_ALLOW_RUN_AS_ROOT"] == env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] == "1"
@@ -348,7 +357,46 @@ def test_pbe_template_runs_on_one_water_molecule(tmp_path):
      ("Zn", 1), ("Pd", 1), ("Au", 2)],
 )
 def test_ground_state_multiplicity(symbol, multiplicity):
+    # the values of the former Hund's-rule table (and of the elements the tests
+    # and example configs use: H, O, Cu), unchanged with ASE's moments
     assert cp2k.ground_state_multiplicity(symbol) == multiplicity
+
+
+# The former implementation (aufbau filling with the common exceptions, every
+# open subshell at its maximal number of unpaired electrons), kept here as the
+# reference that ASE's tabulated ground-state magnetic moments replaced.
+_CONFIG_EXCEPTIONS = {
+    "Cr": {"3d": 5, "4s": 1}, "Cu": {"3d": 10, "4s": 1}, "Nb": {"4d": 4, "5s": 1},
+    "Mo": {"4d": 5, "5s": 1}, "Ru": {"4d": 7, "5s": 1}, "Rh": {"4d": 8, "5s": 1},
+    "Pd": {"4d": 10, "5s": 0}, "Ag": {"4d": 10, "5s": 1}, "La": {"4f": 0, "5d": 1},
+    "Gd": {"4f": 7, "5d": 1}, "Pt": {"5d": 9, "6s": 1}, "Au": {"5d": 10, "6s": 1},
+}
+
+
+def hund_multiplicity(symbol: str) -> int:
+    subshells = sorted(((n, l) for n in range(1, 8) for l in range(min(n, 4))),
+                       key=lambda s: (s[0] + s[1], s[0]))
+    config, left = {}, atomic_numbers[symbol]
+    for n, l in subshells:
+        if left == 0:
+            break
+        config[f"{n}{'spdf'[l]}"] = occupation = min(left, 2 * (2 * l + 1))
+        left -= occupation
+    config.update(_CONFIG_EXCEPTIONS.get(symbol, {}))
+    capacity = {subshell: 2 * (2 * "spdf".index(subshell[-1]) + 1) for subshell in config}
+    return 1 + sum(min(occ, capacity[sub] - occ) for sub, occ in config.items())
+
+
+def test_ground_state_multiplicity_agrees_with_hunds_rule_from_h_to_rn():
+    # Ce differs: ASE's table has a doublet (one unpaired electron), the plain
+    # aufbau filling 4f2 6s2 a triplet.
+    for z in range(1, 87):
+        symbol = chemical_symbols[z]
+        if symbol != "Ce":
+            assert cp2k.ground_state_multiplicity(symbol) == hund_multiplicity(symbol), symbol
+    assert (cp2k.ground_state_multiplicity("Ce"), hund_multiplicity("Ce")) == (2, 3)
+    with pytest.raises(ValueError, match="Lr"):  # no tabulated moment
+        cp2k.ground_state_multiplicity("Lr")
 
 
 @pytest.mark.parametrize(("symbol", "multiplicity", "energy"), [("H", 2, -10.9235), ("O", 3, -118.3430)])
@@ -407,8 +455,38 @@ def test_safer_scf_settings(xtb, tmp_path):
     cp2k.make_input(safer, water_molecule())  # still valid CP2K input
 
 
-def test_time_limit_kills_a_run_as_timeout(xtb, tmp_path):
+def test_time_limit_stops_cp2k_gracefully_as_timeout(xtb, tmp_path):
     big = water_box(n=4)  # 192 atoms: far longer than the limit
     with pytest.raises(Cp2kError) as info:
         cp2k.run_cp2k(big, xtb, tmp_path, mpi="", timeout=1.5)
     assert info.value.kind == "timeout" and "1.5 s" in info.value.message
+    assert "stopped itself" in info.value.message
+    assert "WALLTIME 1.5" in (tmp_path / "label.inp").read_text()
+    out = (tmp_path / "label.out").read_text()  # CP2K ended the run itself: no kill
+    assert "exceeded requested execution time" in out and out.rstrip().splitlines()[-1].strip()
+    assert "PROGRAM ENDED AT" in out
+
+
+def test_time_limit_terminates_a_run_that_ignores_it(tmp_path, monkeypatch):
+    """A launcher that never looks at WALLTIME (a stand-in for a hung MPI
+    job: Python sleeping) is terminated past the limit plus the margin."""
+    from alflow.cp2k import runner
+
+    monkeypatch.setattr(runner, "kill_after", lambda timeout: timeout + 0.5)
+    sleeper = f"{sys.executable} -c 'import time; time.sleep(120)'"
+    t0 = time.monotonic()
+    with pytest.raises(Cp2kError) as info:
+        runner.run_input("&GLOBAL\n&END GLOBAL\n", 1, tmp_path, command=sleeper, mpi="",
+                         timeout=0.5)
+    assert info.value.kind == "timeout" and "terminated" in info.value.message
+    assert time.monotonic() - t0 < 30  # SIGTERM ended it, no 120 s sleep
+
+
+def test_walltime_goes_into_the_global_section():
+    from alflow.cp2k.runner import kill_after, with_walltime
+
+    text = "&GLOBAL\n  PROJECT label\n&END GLOBAL\n&FORCE_EVAL\n&END FORCE_EVAL\n"
+    assert with_walltime(text, 90).splitlines()[:2] == ["&GLOBAL", "  WALLTIME 90"]
+    own = "&GLOBAL\n  WALLTIME 10\n&END GLOBAL\n"
+    assert with_walltime(own, 90) == own  # the template's own WALLTIME is kept
+    assert kill_after(1.5) == 11.5 and kill_after(1200) == 1320 and kill_after(1e5) == 1e5 + 300

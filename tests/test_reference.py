@@ -1,4 +1,5 @@
-"""alflow.reference: ASE (EMT) and CP2K (GFN1-xTB) references, chunk labelling, resume."""
+"""alflow.reference and alflow.labelling: ASE (EMT) and CP2K (GFN1-xTB) references,
+chunk labelling, caches, resume."""
 from __future__ import annotations
 
 import shutil
@@ -12,18 +13,15 @@ from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 
 from alflow import ENERGY_KEY, FAILURE_KEY, FORCES_KEY, RETRY_KEY, STRESS_KEY
-from alflow.reference import (
-    AseReference,
-    Cp2kReference,
-    LabelFailure,
+from alflow.labelling import (
     RelabelRefused,
     SystematicFailure,
     isolated_atom_cached,
     label_chunk,
-    make_reference,
     structure_hash,
     unpaid_structures,
 )
+from alflow.reference import AseReference, Cp2kReference, LabelFailure, make_reference
 
 REPO = Path(__file__).resolve().parent.parent
 XTB = REPO / "config" / "cp2k" / "water_xtb.inp"

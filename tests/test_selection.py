@@ -134,6 +134,20 @@ def water(oh=0.96):
     return m
 
 
+def test_sanity_sees_atoms_close_only_across_the_periodic_boundary():
+    # 9.7 Å apart inside the cell, 0.3 Å through the periodic boundary
+    pair = Atoms("Cu2", positions=[[0.2, 5, 5], [9.9, 5, 5]], cell=[10, 10, 10], pbc=True)
+    assert not is_sane(pair, 0.6)
+    pair.pbc = [False, True, True]  # not periodic along x: really 9.7 Å apart
+    assert is_sane(pair, 0.6)
+    # a skewed cell: 0.14 Å apart only through the boundary along a + b = (6, 3.5, 0)
+    skewed = Atoms("H2", positions=[[0.1, 0.1, 2], [6, 3.5, 2]],
+                   cell=[[4, 0, 0], [2, 3.5, 0], [0, 0, 4]], pbc=True)
+    assert not is_sane(skewed, 0.6)
+    skewed.pbc = False
+    assert is_sane(skewed, 0.6)
+
+
 def test_sanity_of_frames_past_trust_hi():
     assert is_sane(water(), 0.6)
     assert not is_sane(water(0.4), 0.6)  # O-H squeezed to 0.4 Å (usual ~0.97 Å)

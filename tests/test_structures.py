@@ -20,6 +20,17 @@ def test_load_reports_file_problems(tmp_path):
         load_structures(overlap)
 
 
+def test_overlap_across_the_periodic_boundary_is_found(tmp_path):
+    path = tmp_path / "periodic.xyz"
+    pair = Atoms("Cu2", positions=[[0.1, 2, 2], [3.9, 2, 2]], cell=[4, 4, 4], pbc=True)
+    write(path, pair)  # 3.8 Å apart in the cell, 0.2 Å through the boundary
+    with pytest.raises(StructureError, match="atoms 0 and 1 are 0.200 Å apart"):
+        load_structures(path)
+    pair.pbc = False
+    write(path, pair)
+    assert len(load_structures(path)) == 1
+
+
 def test_labelled_dataset_needs_labels(tmp_path):
     path = tmp_path / "unlabelled.xyz"
     write(path, bulk("Cu", cubic=True))

@@ -159,7 +159,7 @@ def test_campaign_through_slurm_survives_a_kill(slurm_env, timeout_run, tmp_path
 
     # CP2K ran under srun with the profile's 2 MPI ranks
     label_log = (res / "logs" / "label" / "iter_001_chunk_0.log").read_text()
-    assert "run as: srun -n 2 cp2k -i label.inp -o label.out" in label_log
+    assert "run as: srun -n 2 -c 1 cp2k -i label.inp -o label.out" in label_log
     out = next(res.glob("iter_001/label/work_0/*/label.out")).read_text()
     assert re.search(r"Total number of message passing processes\s+2\n", out)
     print(f"xTB campaign through SLURM (with kill + rerun): {wall:.0f} s")
