@@ -6,7 +6,7 @@ PYTHON ?= python3
 SNAKEMAKE = $(VENV)/bin/snakemake
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-fast setup venv system clean
+.PHONY: demo test test-fast setup venv system clean rulegraph
 
 DEMO = --profile profiles/local --configfile config/demo.yaml
 
@@ -26,7 +26,7 @@ setup: system venv
 
 venv: $(VENV)/.installed  # Python packages only (clusters: CP2K comes from a module)
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml  # requirements.txt ends with -e . (alflow)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements.txt
@@ -38,6 +38,14 @@ system:
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q cp2k openmpi-bin; \
 	fi
+
+rulegraph: docs/rulegraph.svg  # the README's picture of the workflow (needs graphviz's dot)
+
+docs/rulegraph.svg: Snakefile rules/*.smk config/demo.yaml | venv
+	@command -v dot >/dev/null || { $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q graphviz; }
+	mkdir -p docs
+	$(SNAKEMAKE) --configfile config/demo.yaml --cores 1 --rulegraph | dot -Tsvg -o $@
 
 clean:
 	rm -rf results .snakemake

@@ -3,13 +3,15 @@
 # Where and how jobs run lives in profiles/<name>/config.yaml; what the
 # campaign is lives in the config file given with --configfile (the demo:
 # config/demo.yaml), completed from the defaults in config/schema.yaml.
-import sys
-
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
-sys.path.insert(0, workflow.basedir)  # the alflow package (scripts: the symlink scripts/alflow)
-from alflow import config as alcfg
+try:
+    from alflow import config as alcfg
+except ImportError as exc:
+    raise WorkflowError(
+        f"cannot import the alflow package ({exc}): install this workflow into the Python "
+        "that runs snakemake, with `make setup` (or `pip install -e .` in this directory)")
 
 if "structures" not in config:
     raise WorkflowError(

@@ -57,7 +57,6 @@ REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 OUT = REPO / "benchmarks" / "out"
 BENCH = OUT / "al_benchmark"
-sys.path.insert(0, str(REPO))
 
 # Cu with ASE's EMT: labels cost nothing; a campaign is a few minutes.
 EMT = {
@@ -204,7 +203,7 @@ def refmd_arm(system: str, cfg: dict, seed: int, sizes: list[int], tests: dict, 
     """Committees trained on the first frames of reference-MD runs (a shorter
     trajectory for fewer frames) at the sampling temperatures, one per size."""
     from alflow.io import write_frames
-    from alflow.refmd import md_plan
+    from alflow.md import md_plan
 
     root = BENCH / system / f"refmd_seed{seed}"
     pool_cfg = merge(cfg, {"iterations": 0, "seed": 1000 + seed,

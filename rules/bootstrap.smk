@@ -123,7 +123,6 @@ else:
 rule e0s:
     input:
         template=get_template(),
-        foundation=FOUNDATION or [],
     output:
         res("reference/e0s.json"),
     params:
@@ -145,3 +144,25 @@ rule e0s:
         *get_envmodules("label")
     script:
         "../scripts/e0s.py"
+
+
+if FOUNDATION:
+
+    # Fine-tuning starts from a model with E0s of its own level of theory: a
+    # warning when they differ from the reference's (needs torch: mace env).
+    rule foundation_e0s:
+        input:
+            foundation=FOUNDATION,
+            e0s=res("reference/e0s.json"),
+        output:
+            res("reference/foundation_e0s.json"),
+        log:
+            logpath("foundation_e0s.log"),
+        benchmark:
+            benchpath("foundation_e0s.tsv")
+        resources:
+            mem_mb=get_resource("train", "mem_mb"),
+        conda:
+            "../envs/mace.yaml"
+        script:
+            "../scripts/foundation_e0s.py"
