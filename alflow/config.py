@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import math
 import os
 from pathlib import Path
@@ -175,16 +176,42 @@ def n_packs(config: dict) -> int:
     return min(config["sampling"]["packs"], n_walkers(config))
 
 
-def elements(config: dict) -> list[str]:
-    """Chemical symbols of the initial structures (and of user datasets)."""
+def elements(config: dict, cache: str | os.PathLike | None = None,
+             compute: bool = True) -> list[str]:
+    """Chemical symbols of the initial structures (and of user datasets).
+
+    With ``cache`` (a JSON file) the answer is stored there keyed by the
+    files' paths, sizes and modification times: the main Snakemake process
+    reads the files (``compute``), its job processes (``compute=False``) read
+    the cache and read the files only when it does not match."""
+    paths = [p for p in (config["structures"], config["bootstrap"]["dataset"],
+                         config["test_set"]["path"]) if p]
+    key = [[os.path.abspath(p), *_stat(p)] for p in paths]
+    if cache and not compute:
+        try:
+            stored = json.loads(Path(cache).read_text())
+            if stored["key"] == key:
+                return stored["elements"]
+        except (OSError, ValueError, KeyError):
+            pass
     found: set[str] = set()
-    for atoms in load_structures(config["structures"]):
-        found.update(atoms.get_chemical_symbols())
-    for path in (config["bootstrap"]["dataset"], config["test_set"]["path"]):
-        if path:
-            for atoms in load_structures(path):
-                found.update(atoms.get_chemical_symbols())
+    for path in paths:
+        for atoms in load_structures(path):
+            found.update(atoms.get_chemical_symbols())
+    if cache:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(f"{cache}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "elements": sorted(found)}))
+        os.replace(tmp, cache)
     return sorted(found)
+
+
+def _stat(path: str) -> list[int]:
+    try:
+        st = os.stat(path)
+        return [st.st_size, st.st_mtime_ns]
+    except OSError:
+        return [-1, -1]
 
 
 def check(config: dict) -> None:

@@ -1,6 +1,7 @@
 import os
 
 from alflow import config as alcfg
+from alflow import status as alstatus
 
 # Check files and the CP2K template once, in the main snakemake process (job
 # processes, e.g. on SLURM nodes, re-read this file and need not redo it).
@@ -11,9 +12,18 @@ if workflow.is_main_process:
         raise WorkflowError(f"invalid configuration: {exc}")
 
 ITERATIONS = config["iterations"]
+# `alflow report` on a running or stopped campaign: only what is finished
+REPORT_FINISHED = bool(os.environ.get(alstatus.REPORT_ENV))
+if REPORT_FINISHED:
+    ITERATIONS = min(ITERATIONS, alstatus.reported_iterations(config["results"]))
+    if ITERATIONS < 0:
+        raise WorkflowError(f"no iteration of the campaign in {config['results']}/ has "
+                            "finished yet: nothing to report")
 MEMBERS = list(range(config["committee"]["size"]))
 N_PACKS = alcfg.n_packs(config)
-ELEMENTS = alcfg.elements(config)
+# read from the structure files once, by the main process; jobs read its answer
+ELEMENTS = alcfg.elements(config, cache=os.path.join(".snakemake", "alflow", "elements.json"),
+                          compute=workflow.is_main_process)
 CONVERGENCE = config["convergence"]["accurate_ratio"]
 TEST_GIVEN = bool(config["test_set"]["path"])
 DATASET_GIVEN = bool(config["bootstrap"]["dataset"])
@@ -134,6 +144,7 @@ def get_train_input(wildcards):
         files["stats"] = f"{iter_dir(i)}/select/stats.json"
     elif FOUNDATION:
         files["foundation"] = FOUNDATION
+        files["foundation_e0s"] = res("reference/foundation_e0s.json")
     return files
 
 
@@ -222,8 +233,7 @@ def get_report_campaign_input(wildcards):
 def get_report_figures():
     its = range(ITERATIONS + 1)
     return [res(f"report/iter_{i:03d}/{name}.svg") for i in its for name in
-            ("learning_curve", "parity", "dataset", "compute")
-            + (("deviation", "calibration", "exploration") if i > 0 else ())]
+            alstatus.ITERATION_FIGURES + (alstatus.LOOP_FIGURES if i > 0 else ())]
 
 
 def get_validate_input(wildcards):
@@ -256,8 +266,11 @@ def get_final_outputs():
         f"iter_{i:03d}" for i in range(ITERATIONS + 1) if i > 0 or not DATASET_GIVEN
     ]
     files = [res("campaign.csv")] + get_report_figures()
-    if config["validation"]["enabled"]:
-        files += [res("final/model_card.json"), res("validation/stability.svg")]
+    validation = [res("final/model_card.json"), res("validation/stability.svg")]
+    if config["validation"]["enabled"] and not (
+        REPORT_FINISHED and not all(os.path.exists(f) for f in validation)
+    ):
+        files += validation
     for stage in stages:
         files += get_labels(stage) + get_labels(stage, "failed")
     for i in range(ITERATIONS + 1):

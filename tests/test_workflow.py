@@ -1,7 +1,10 @@
 """Run the real workflow (snakemake) on tiny campaigns with ASE's EMT as reference."""
 import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -133,10 +136,10 @@ def test_campaign_from_a_foundation_model(tmp_path, cu_committee):
     metrics = json.loads((res / "iter_000" / "metrics.json").read_text())
     a, b = metrics["member_force_rmse_meV_per_A"]
     assert a != b and metrics["committee_force_dev_mean"] > 0  # the members differ
-    e0s = json.loads((res / "reference" / "e0s.json").read_text())
+    e0s = json.loads((res / "reference" / "foundation_e0s.json").read_text())
     assert e0s["foundation_e0s"] == {"Cu": pytest.approx(0.0)}  # trained with E0(Cu) = 0
-    assert "another level of theory" in e0s["foundation_e0s_warning"]  # EMT's E0(Cu) is not 0
-    assert "WARNING (e0s)" in proc.stderr
+    assert "another level of theory" in e0s["warning"]  # EMT's E0(Cu) is not 0
+    assert "WARNING (foundation_e0s)" in proc.stderr
     assert list(pd.read_csv(res / "campaign.csv")["iteration"]) == [0, 1]
 
 
@@ -152,10 +155,20 @@ def test_emt_campaign_end_to_end_and_reruns(tmp_path):
     # A campaign that has finished iteration 1 of 2 gets the report of what it
     # finished; the full report needs iteration 2 and says so.
     run(wd, "--config", "iterations=1")
-    run(wd, "--config", "iterations=1", "--report", "partial.html")
     proc = run(wd, "--report", "full.html", check=False)
     assert proc.returncode != 0 and "iter_002" in proc.stderr and "does not exist" in proc.stderr
+    alflow = str(Path(sys.executable).parent / "alflow")
+    proc = subprocess.run([alflow, "report", "--configfile", "config.yaml", "-o", "partial.html"],
+                          cwd=wd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "report of the finished iterations" in proc.stdout
     run(wd)
+    status = subprocess.run([alflow, "status"], cwd=wd, capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    header = next(k for k, line in enumerate(lines) if line.split()[:2] == ["iteration", "sample"])
+    assert [line.split()[0] for line in lines[header + 1:header + 4]] == ["0", "1", "2"]
+    assert "final model: done" in status.stdout and "running" not in status.stdout
     wall = time.time() - t0
     res = wd / "results"
     table = pd.read_csv(res / "campaign.csv")
