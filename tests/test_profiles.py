@@ -73,3 +73,14 @@ def test_hortense_maps_resources(tmp_path):
 def test_local_profile_uses_no_cluster(tmp_path):
     res = resources_by_rule(dry_run("local", tmp_path))
     assert "slurm_partition" not in res["label"] and "mpi=mpirun" in res["label"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profile_reruns_on_science_only(profile):
+    """Snakemake's software-env and code triggers stay off: a CP2K module, a
+    conda env or a refactor of the workflow's scripts is not science (the
+    science of every rule is in its params, its inputs are the data)."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())
+    assert sorted(cfg["rerun-triggers"]) == ["input", "mtime", "params"]
