@@ -75,7 +75,8 @@ HEADLINE = ["iteration", "n_labels", "n_new_labels", "n_label_failed", "label_fa
             "n_frames",
             "walkers_stopped", "accurate_ratio", "trust_lo", "trust_hi", "calib_spearman",
             "calib_error", "calib_scale", "converged", "energy_rmse_meV_per_atom",
-            "force_rmse_meV_per_A", "audit_force_rmse", "audit_upper", "stress_rmse_meV_per_A3"]
+            "force_rmse_meV_per_A", "audit_force_rmse", "audit_upper", "stress_rmse_meV_per_A3",
+            "core_hours", "gpu_hours"]
 
 STATS_COLUMNS = ("n_frames", "accurate_ratio", "n_selected", "n_selected_random",
                  "n_past_hi_selected", "n_walkers", "n_walkers_restarted", "walker_steps_mean",

@@ -8,7 +8,6 @@ call from tests and from one process for several figures.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,8 @@ import pandas as pd
 import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+from .compute import read_benchmarks  # noqa: F401  (jobs, core- and GPU-hours)
 
 matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, searchable SVGs
 
@@ -332,75 +333,56 @@ def dataset_growth(summaries: pd.DataFrame) -> Figure:
     return fig
 
 
-BENCH_STAGE = re.compile(r"(iter_\d{3}|test)")
-
-
-def read_benchmarks(root: str | os.PathLike, skip=("report", "campaign")) -> pd.DataFrame:
-    """Wall and CPU time of every finished job from Snakemake's benchmark files
-    under ``root`` (``<rule>/<wildcards>.tsv`` or ``<rule>.tsv``): columns
-    ``rule``, ``stage`` (``iter_NNN``, ``test`` or ``setup``), ``iteration``
-    (-1 for the test set and set-up), ``seconds``, ``cpu_seconds``,
-    ``max_rss_mb``. Lines of a job that ran several times (``repeat``) are
-    averaged. Rules in ``skip`` (the report's own) are left out."""
-    root = Path(root)
-    rows = []
-    for path in sorted(root.rglob("*.tsv")):
-        rel = path.relative_to(root)
-        rule = rel.parts[0] if len(rel.parts) > 1 else rel.stem
-        if rule in skip:
-            continue
-        match = BENCH_STAGE.search(rel.stem) if len(rel.parts) > 1 else None
-        stage = match.group(1) if match else "setup"
-        try:
-            table = pd.read_csv(path, sep="\t")
-        except (pd.errors.EmptyDataError, pd.errors.ParserError):
-            continue  # a job killed while writing it: nothing to count
-        if table.empty or "s" not in table:
-            continue
-        rows.append({
-            "rule": rule, "stage": stage,
-            "iteration": int(stage[5:]) if stage.startswith("iter_") else -1,
-            "seconds": float(pd.to_numeric(table["s"], errors="coerce").mean()),
-            "cpu_seconds": float(pd.to_numeric(table.get("cpu_time"), errors="coerce").mean())
-            if "cpu_time" in table else np.nan,
-            "max_rss_mb": float(pd.to_numeric(table.get("max_rss"), errors="coerce").mean())
-            if "max_rss" in table else np.nan,
-        })
-    return pd.DataFrame(rows, columns=["rule", "stage", "iteration", "seconds", "cpu_seconds",
-                                       "max_rss_mb"])
-
-
 def _stage_label(stage: str) -> str:
     if stage.startswith("iter_"):
         return f"iteration {int(stage[5:])}"
     return {"test": "test set", "setup": "set-up"}.get(stage, stage)
 
 
+def _stage_key(stage: str):
+    return {"setup": 0, "test": 1, "validation": 3}.get(stage, 2), stage
+
+
 def compute(bench: pd.DataFrame, last_iteration: int | None = None) -> Figure:
-    """Summed job wall time per rule, per iteration (set-up and the test set
-    first), stacked, from :func:`read_benchmarks`. Jobs of later iterations
-    than ``last_iteration`` are left out."""
-    fig, (ax,) = _figure(width=6.5, height=3.8)
-    b = bench if last_iteration is None else bench[bench["iteration"] <= last_iteration]
+    """Core-hours (left) and GPU-hours (right) of the finished jobs, summed per
+    rule and per iteration (set-up and the test set first), stacked, from
+    :func:`read_benchmarks`. Jobs of later iterations than ``last_iteration``
+    and after the loop (validation) are left out then. Jobs whose benchmark
+    file has no resources (no ``--benchmark-extended``) count one core."""
+    fig, (ax, gpu) = _figure(ncols=2, width=4.6, height=3.8)
+    b = bench if last_iteration is None else bench[
+        (bench["iteration"] <= last_iteration) & (bench["stage"] != "validation")]
     if b.empty:
         _empty(ax, "no finished jobs")
+        _empty(gpu, "no finished jobs")
         return fig
-    pivot = b.pivot_table(index="stage", columns="rule", values="seconds",
-                          aggfunc="sum").fillna(0) / 60
-    order = sorted(pivot.index, key=lambda s: (s.startswith("iter_"), s))
-    pivot = pivot.loc[order]
-    pivot = pivot[pivot.sum().sort_values(ascending=False).index]
-    x = np.arange(len(pivot))
-    bottom = np.zeros(len(pivot))
-    cmap = matplotlib.colormaps["tab20"]
-    for k, rule in enumerate(pivot.columns):
-        ax.bar(x, pivot[rule], bottom=bottom, label=rule, color=cmap(k % 20))
-        bottom += pivot[rule].to_numpy()
-    ax.set_xticks(x, [_stage_label(s) for s in pivot.index], fontsize=8)
-    ax.set_ylabel("job wall time, summed (min)")
+    order = sorted(b["stage"].unique(), key=_stage_key)
+    rules = b.groupby("rule")["core_hours"].sum().sort_values(ascending=False).index
+    colors = {rule: matplotlib.colormaps["tab20"](k % 20) for k, rule in enumerate(rules)}
+    x, labelled = np.arange(len(order)), set()
+    for panel, column, unit in ((ax, "core_hours", "core-hours"), (gpu, "gpu_hours", "GPU-hours")):
+        pivot = b.pivot_table(index="stage", columns="rule", values=column, aggfunc="sum")
+        pivot = pivot.reindex(index=order, columns=rules).fillna(0)
+        pivot = pivot.loc[:, pivot.sum() > 0]
+        if pivot.empty:
+            _empty(panel, f"no {unit} used")
+            continue
+        bottom = np.zeros(len(order))
+        for rule in pivot.columns:
+            panel.bar(x, pivot[rule], bottom=bottom, color=colors[rule],
+                      label=None if rule in labelled else rule)
+            bottom += pivot[rule].to_numpy()
+            labelled.add(rule)
+        panel.set_xticks(x, [_stage_label(s) for s in order], fontsize=8, rotation=30, ha="right")
+        panel.set_ylabel(f"{unit}, summed over jobs")
+        panel.set_title(f"{b[column].sum():.3g} {unit}", fontsize=10)
     fig.legend(fontsize=8, title="rule", title_fontsize=8, loc="outside right upper")
-    total = b["seconds"].sum() / 60
-    ax.set_title(f"Where the compute went: {total:.1f} job-minutes in {len(b)} jobs")
+    title = f"Where the compute went: {len(b)} jobs"
+    unknown = int((~b["resources_known"].astype(bool)).sum())
+    if unknown:
+        title += (f"\n{unknown} without recorded resources (no --benchmark-extended): "
+                  "counted as 1 core, no GPU")
+    fig.suptitle(title, fontsize=10)
     return fig
 
 

@@ -32,6 +32,8 @@ rule campaign:
     output:
         table=res("campaign.csv"),
         text=res("campaign.txt"),
+    params:
+        benchmarks=benchpath(""),  # core- and GPU-hours per iteration, from every job's file
     log:
         logpath("campaign.log"),
     benchmark:

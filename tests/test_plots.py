@@ -178,14 +178,35 @@ def test_read_benchmarks_names_rule_and_stage(bench_dir):
     assert b[b.stage == "iter_001"].seconds.sum() == 78
 
 
-def test_compute_stacks_minutes_per_rule_and_stage(bench_dir):
-    b = plots.read_benchmarks(bench_dir)
-    ax = plots.compute(b, last_iteration=1).axes[0]
+def test_compute_stacks_core_hours_per_rule_and_stage(bench_dir):
+    b = plots.read_benchmarks(bench_dir)  # no extended columns: 1 core, no GPU each
+    fig = plots.compute(b, last_iteration=1)
+    ax, gpu = fig.axes[:2]
     ticks = [t.get_text() for t in ax.get_xticklabels()]
     assert ticks == ["set-up", "test set", "iteration 0", "iteration 1"]  # not iteration 2
     tops = np.zeros(len(ticks))
     for container in ax.containers:
         tops += [p.get_height() for p in container]
-    assert tops == pytest.approx([3 / 60, 6 / 60, 60 / 60, 78 / 60])
-    assert "2.5 job-minutes in 6 jobs" in ax.get_title()
+    assert tops == pytest.approx([3 / 3600, 6 / 3600, 60 / 3600, 78 / 3600])
+    assert ax.get_title() == "0.0408 core-hours"
+    assert gpu.texts[0].get_text() == "no GPU-hours used"
+    assert "6 jobs" in fig._suptitle.get_text() and "6 without recorded resources" in \
+        fig._suptitle.get_text()
     assert plots.compute(b.iloc[:0]).axes[0].texts
+
+
+def test_compute_draws_gpu_hours_from_extended_benchmarks(tmp_path):
+    extended = BENCH_HEADER.rstrip("\n") + "\tjobid\trule_name\twildcards\tparams\tthreads" \
+        "\tcpu_usage\tresources\tinput_size_mb\n"
+    jobs = {"train/iter_000_member_0.tsv": ("train", 4, "{'gpu': 1, '_cores': 4}"),
+            "label/iter_000_chunk_0.tsv": ("label", 6, "{'tasks': 2, 'cpus_per_task': 3}")}
+    for name, (rule, threads, res) in jobs.items():
+        (tmp_path / rule).mkdir()
+        (tmp_path / name).write_text(extended + f"3600\t1:00:00\t1\t1\t1\t1\t0\t0\t1\t1\t7\t"
+                                     f"{rule}\t{{}}\t{{}}\t{threads}\t1\t{res}\t{{}}\n")
+    fig = plots.compute(plots.read_benchmarks(tmp_path))
+    ax, gpu = fig.axes[:2]
+    assert ax.get_title() == "10 core-hours" and gpu.get_title() == "1 GPU-hours"
+    assert [p.get_height() for c in gpu.containers for p in c] == [1]
+    assert "without recorded resources" not in fig._suptitle.get_text()
+    plots.save(fig, tmp_path / "compute.svg")

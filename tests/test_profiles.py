@@ -84,3 +84,13 @@ def test_profile_reruns_on_science_only(profile):
 
     cfg = yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())
     assert sorted(cfg["rerun-triggers"]) == ["input", "mtime", "params"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profile_records_job_resources_in_benchmarks(profile):
+    """--benchmark-extended: every benchmark file has the job's threads and
+    resources, from which the report counts core- and GPU-hours."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())
+    assert cfg["benchmark-extended"] is True
