@@ -111,7 +111,8 @@ def relabel_refused(what: str, n_new: int) -> RelabelRefused:
 
 
 def label_cached(reference: Reference, atoms: Atoms, workdir: str | os.PathLike[str],
-                 cache: str | os.PathLike[str] | None = None) -> Atoms:
+                 cache: str | os.PathLike[str] | None = None,
+                 guess: str | os.PathLike[str] | None = None) -> Atoms:
     """:meth:`Reference.label` with result caches.
 
     A finished result is stored as ``result.extxyz`` plus ``result.sha256``
@@ -119,7 +120,8 @@ def label_cached(reference: Reference, atoms: Atoms, workdir: str | os.PathLike[
     the campaign-wide cache under its key (:func:`cache_path`), which any
     chunk of any stage finds again: a structure relabelled by a rerun, a
     changed ``chunk_size`` or another profile is never computed twice.
-    Failures are not cached (a rerun tries them again).
+    Failures are not cached (a rerun tries them again). ``guess``: see
+    :meth:`Reference.label`.
     """
     workdir = Path(workdir)
     key = structure_hash(atoms, reference)
@@ -130,7 +132,7 @@ def label_cached(reference: Reference, atoms: Atoms, workdir: str | os.PathLike[
         return labelled_copy(atoms, cached.info[ENERGY_KEY], cached.arrays[FORCES_KEY],
                              cached.info.get(STRESS_KEY), cached.info.get(RETRY_KEY))
     (workdir / HASH_NAME).unlink(missing_ok=True)
-    labelled = reference.label(atoms, workdir)
+    labelled = reference.label(atoms, workdir, guess=guess)
     write_frames(workdir / RESULT_NAME, [labelled])
     with atomic_path(workdir / HASH_NAME) as tmp:
         tmp.write_text(key + "\n")
@@ -209,21 +211,29 @@ def label_chunk(
         allow_relabel = relabel_allowed()
     if not allow_relabel:
         _check_not_finished_with_others(Path(workdir) / FINISHED_NAME, keys, cache, out_path)
-    labelled: list[Atoms] = []
-    failed: list[Atoms] = []
+    results: dict[int, Atoms] = {}
     failures: Counter[str] = Counter()
-    for k, atoms in enumerate(frames):
-        start = time.perf_counter()
+    guesses: dict[bytes, Path] = {}  # atoms (numbers in order) -> the latest wavefunction
+    for k in similarity_order(frames):
+        atoms, start = frames[k], time.perf_counter()
+        structdir = Path(workdir) / f"struct_{k:04d}"
+        species = np.asarray(atoms.numbers, dtype=np.int64).tobytes()
         try:
-            labelled.append(label_cached(reference, atoms, Path(workdir) / f"struct_{k:04d}",
-                                         cache))
+            results[k] = label_cached(reference, atoms, structdir, cache,
+                                      guess=guesses.get(species))
             log.info("structure %d/%d labelled in %.1f s", k + 1, len(frames),
                      time.perf_counter() - start)
+            if (structdir / reference.GUESS_NAME).exists():
+                guesses[species] = structdir / reference.GUESS_NAME
         except LabelFailure as exc:
-            failed.append(_failed_frame(atoms, exc))
+            results[k] = _failed_frame(atoms, exc)
             failures[exc.kind] += 1
             log.warning("structure %d/%d FAILED (%s): %s", k + 1, len(frames), exc.kind,
                         exc.message)
+    for path in Path(workdir).glob(f"struct_*/{reference.GUESS_NAME}"):
+        path.unlink()  # scratch: wavefunctions are not kept
+    labelled = [results[k] for k in range(len(frames)) if FAILURE_KEY not in results[k].info]
+    failed = [results[k] for k in range(len(frames)) if FAILURE_KEY in results[k].info]
     systematic = None if labelled else _systematic_failure(failed)
     if systematic:
         raise SystematicFailure(
@@ -241,6 +251,17 @@ def label_chunk(
         "n_failed": len(failed),
         "failures": dict(failures),
     }
+
+
+def similarity_order(frames: list[Atoms]) -> list[int]:
+    """The order in which to label ``frames`` so that each one is close to
+    the one before (its SCF starts from that one's wavefunction): by walker
+    and MD step when the frames carry them (``info`` ``walker``, ``step``),
+    else as given."""
+    if all("walker" in a.info and "step" in a.info for a in frames):
+        return sorted(range(len(frames)),
+                      key=lambda k: (int(frames[k].info["walker"]), int(frames[k].info["step"])))
+    return list(range(len(frames)))
 
 
 class SystematicFailure(RuntimeError):

@@ -9,6 +9,7 @@ the guard against relabelling finished stages, is :mod:`alflow.labelling`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -19,9 +20,11 @@ from ase import Atoms
 
 from . import ENERGY_KEY, FAILURE_KEY, FORCES_KEY, RETRY_KEY, STRESS_KEY
 from .config import seconds
-from .cp2k import (ATOM_BOX, Cp2kError, Cp2kTemplate, launch_command, load_template, run_cp2k,
+from .cp2k import (ATOM_BOX, OUTPUT_NAME, Cp2kError, Cp2kTemplate, launch_command, load_template, run_cp2k,
                    safer_scf)
 from .cp2k import isolated_atom_energy as cp2k_isolated_atom_energy
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "AseReference",
@@ -55,17 +58,25 @@ class LabelFailure(RuntimeError):
 class Reference(ABC):
     """Energy, forces and (3D-periodic) stress of single structures."""
 
-    def label(self, atoms: Atoms, workdir: str | os.PathLike[str]) -> Atoms:
+    #: Where :meth:`label` keeps the converged wavefunction of a structure
+    #: (CP2K with ``wfn_guess``), for the next similar structure to start from.
+    GUESS_NAME = "wfn.guess"
+
+    def label(self, atoms: Atoms, workdir: str | os.PathLike[str],
+              guess: str | os.PathLike[str] | None = None) -> Atoms:
         """A copy of ``atoms`` carrying the reference labels, without calculator.
 
         Sets ``info[ENERGY_KEY]`` (eV), ``arrays[FORCES_KEY]`` (eV/A) and, for
         structures periodic in all three directions when the method gives one,
         ``info[STRESS_KEY]`` (Voigt, eV/A^3, ASE sign).  Other info/arrays are
         kept.  Raises :class:`LabelFailure` when the calculation fails.
+        ``guess``: the :attr:`GUESS_NAME` file of an earlier structure with
+        the same atoms in the same order, to start the SCF from (CP2K only;
+        the result is the same, to the SCF's tolerance).
         """
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        result = self._compute(atoms, workdir)
+        result = self._compute(atoms, workdir, guess) if guess else self._compute(atoms, workdir)
         return labelled_copy(atoms, result["energy"], result["forces"], result.get("stress"),
                             result.get("retry"))
 
@@ -100,10 +111,12 @@ class Cp2kReference(Reference):
         cpus_per_task: int = 1,
         timeout: float | None = None,
         scf_retry: bool = True,
+        wfn_guess: bool = True,
     ) -> None:
         self.template = template
         self.command = command
         self.scf_retry = scf_retry
+        self.wfn_guess = wfn_guess
         self.run_kwargs: dict[str, Any] = {
             "command": command,
             "mpi": mpi,
@@ -124,10 +137,32 @@ class Cp2kReference(Reference):
         return (f"CP2K template {self.template.path}, run as: {' '.join(argv)} "
                 f"with OMP_NUM_THREADS={kw['cpus_per_task']}")
 
-    def _compute(self, atoms: Atoms, workdir: Path) -> dict[str, Any]:
+    def _compute(self, atoms: Atoms, workdir: Path,
+                 guess: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        keep = workdir / self.GUESS_NAME if self.wfn_guess else None
+        if keep is not None:
+            keep.unlink(missing_ok=True)
+        if guess is not None and self.wfn_guess:
+            try:
+                return run_cp2k(atoms, self.template, workdir, guess=guess, keep_wfn=keep,
+                                **self.run_kwargs)
+            except Cp2kError as exc:
+                if keep is not None:
+                    keep.unlink(missing_ok=True)
+                if exc.kind == "timeout":  # the time is spent: no second run
+                    raise LabelFailure(exc.kind, exc.message) from exc
+                # rescued by its own singlepoint, exactly as without a guess
+                # (the failed run's output stays as from_guess.out)
+                output = workdir / OUTPUT_NAME
+                if output.exists():
+                    os.replace(output, workdir / "from_guess.out")
+                log.warning("%s: the SCF from the previous structure's wavefunction failed "
+                            "(%s: %s); computed on its own", workdir.name, exc.kind, exc.message)
         try:
-            return run_cp2k(atoms, self.template, workdir, **self.run_kwargs)
+            return run_cp2k(atoms, self.template, workdir, keep_wfn=keep, **self.run_kwargs)
         except Cp2kError as exc:
+            if keep is not None:
+                keep.unlink(missing_ok=True)
             if exc.kind != "scf_not_converged" or not self.scf_retry:
                 raise LabelFailure(exc.kind, exc.message) from exc
             first = exc
@@ -135,8 +170,11 @@ class Cp2kReference(Reference):
         # run's output stays next to it); the label says it was retried.
         safer, changes = safer_scf(self.template)
         try:
-            result = run_cp2k(atoms, safer, workdir / "scf_retry", **self.run_kwargs)
+            result = run_cp2k(atoms, safer, workdir / "scf_retry", keep_wfn=keep,
+                              **self.run_kwargs)
         except Cp2kError as exc:
+            if keep is not None:
+                keep.unlink(missing_ok=True)
             raise LabelFailure(exc.kind, f"{first.message}; retried with {changes}: "
                                          f"{exc.message}") from exc
         return {**result, "retry": f"scf retried ({changes})"}
@@ -248,6 +286,7 @@ def make_reference(
             cpus_per_task=_first_set(cpus_per_task, cfg.get("cpus_per_task"), 1),
             timeout=None if limit is None else seconds(limit),
             scf_retry=cfg.get("scf_retry", True),
+            wfn_guess=cfg.get("wfn_guess", True),
         )
     if kind == "ase":
         cfg = ref_cfg.get("ase", {})

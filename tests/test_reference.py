@@ -350,3 +350,66 @@ def test_time_limit_per_structure_fails_only_that_structure(tmp_path):
     assert counts["n_labelled"] == 1 and counts["failures"] == {"timeout": 1}
     assert read(paths[2])[0].info[FAILURE_KEY].startswith("timeout: exceeded the per-structure "
                                                           "time limit of 4 s")
+
+
+# --------------------------------------------------------------------------
+# a chunk's SCFs start from the previous structure's wavefunction
+# --------------------------------------------------------------------------
+
+
+def walker_frames(n: int) -> list[Atoms]:
+    """Water frames as a walker leaves them: close to one another, given out
+    of MD order (as the selection does)."""
+    frames = []
+    for k in range(4):
+        atoms = water(seed=0)
+        atoms.positions += 0.01 * k * np.array([[0.0, 0.0, 0.0], [1.0, 0.5, 0.0], [0.0, 1.0, 0.5]])
+        atoms.info.update(walker=0, step=5 * k, origin=f"walker:{k}")
+        frames.append(atoms)
+    return [frames[k] for k in (2, 0, 3, 1)][:n]
+
+
+@needs_cp2k
+def test_chunk_reuses_wavefunctions_and_matches_singlepoints(tmp_path):
+    from alflow.cp2k import scf_steps
+
+    frames = walker_frames(4)
+    ase.io.write(tmp_path / "in.xyz", frames)
+    out = {}
+    for name, guess in (("plain", False), ("chain", True)):
+        ref = make_reference({"kind": "cp2k", "cp2k": {"template": str(XTB), "mpi": "",
+                                                       "wfn_guess": guess}})
+        counts = label_chunk(tmp_path / "in.xyz", tmp_path / f"{name}.xyz",
+                             tmp_path / f"{name}_failed.xyz", ref, tmp_path / name)
+        assert counts["n_labelled"] == 4
+        out[name] = read(tmp_path / f"{name}.xyz")
+    for a, b in zip(out["plain"], out["chain"]):  # same order as the input, same labels
+        assert a.info["origin"] == b.info["origin"]
+        assert abs(a.info[ENERGY_KEY] - b.info[ENERGY_KEY]) < 1e-5
+        assert np.abs(a.arrays[FORCES_KEY] - b.arrays[FORCES_KEY]).max() < 1e-4
+    # walker order: step 0 (input 1) first, from the template's guess; then
+    # each from the one before, with fewer SCF steps
+    first = (tmp_path / "chain" / "struct_0001" / "label.inp").read_text().upper()
+    assert "SCF_GUESS RESTART" not in first and "WFN_RESTART_FILE_NAME" not in first
+    later = (tmp_path / "chain" / "struct_0003" / "label.inp").read_text()
+    assert "SCF_GUESS RESTART" in later.upper()
+    assert str(tmp_path / "chain" / "struct_0001" / "wfn.guess") in later
+    steps = {name: [scf_steps((tmp_path / name / f"struct_{k:04d}" / "label.out").read_text())
+                    for k in range(4)] for name in out}
+    assert sum(steps["chain"]) < sum(steps["plain"]), steps
+    assert not list((tmp_path / "chain").glob("struct_*/wfn.guess"))  # scratch removed
+
+
+@needs_cp2k
+def test_a_structure_whose_guess_fails_is_rescued_by_its_own_singlepoint(tmp_path):
+    atoms = walker_frames(1)[0]
+    bad = tmp_path / "broken.wfn"
+    bad.write_bytes(b"not a wavefunction" * 10)
+    ref = make_reference({"kind": "cp2k", "cp2k": {"template": str(XTB), "mpi": ""}})
+    rescued = ref.label(atoms, tmp_path / "rescued", guess=bad)
+    plain = make_reference({"kind": "cp2k", "cp2k": {"template": str(XTB), "mpi": "",
+                                                     "wfn_guess": False}}).label(
+        atoms, tmp_path / "plain")
+    assert abs(rescued.info[ENERGY_KEY] - plain.info[ENERGY_KEY]) < 1e-5
+    assert (tmp_path / "rescued" / "from_guess.out").exists()  # the failed try, for diagnosis
+    assert (tmp_path / "rescued" / "wfn.guess").exists()  # its own, for the next structure

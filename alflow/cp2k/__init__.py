@@ -25,9 +25,9 @@ One job per module, everything public re-exported here:
 from __future__ import annotations
 
 from .checks import BASIS_METHODS, check_elements, data_directory, needs_basis
-from .inputs import make_input, render_input, safer_scf, singlepoint_tree
+from .inputs import make_input, render_input, safer_scf, singlepoint_tree, wavefunction_guess
 from .isolated import ATOM_BOX, ground_state_multiplicity, isolated_atom_energy, isolated_atom_tree
-from .output import ABORT_MARKER, END_MARKER, ERROR_KINDS, Cp2kError, parse_output
+from .output import ABORT_MARKER, END_MARKER, ERROR_KINDS, Cp2kError, parse_output, scf_steps
 from .runner import (INPUT_NAME, LOG_NAME, OUTPUT_NAME, SCRATCH_PATTERNS, launch_command,
                      launch_environment, run_cp2k, run_input)
 from .template import Cp2kTemplate, load_template
@@ -59,5 +59,7 @@ __all__ = [
     "run_cp2k",
     "run_input",
     "safer_scf",
+    "scf_steps",
     "singlepoint_tree",
+    "wavefunction_guess",
 ]

@@ -41,7 +41,9 @@ def _generator_order(node: Any) -> Any:
     return {**keywords, **sections}
 
 
-def make_input(template: Cp2kTemplate, atoms: Atoms, project: str = "label", *, stress: bool | None = None) -> str:
+def make_input(template: Cp2kTemplate, atoms: Atoms, project: str = "label", *,
+               stress: bool | None = None, guess: str | None = None,
+               write_wfn: bool = False) -> str:
     """CP2K input text for an ``ENERGY_FORCE`` singlepoint on ``atoms``.
 
     Injects CELL, COORD, a bare ``KIND`` (``ELEMENT`` only) for each element
@@ -49,11 +51,37 @@ def make_input(template: Cp2kTemplate, atoms: Atoms, project: str = "label", *, 
     ``GLOBAL/PROJECT``; switches on force printing and, when ``stress`` is
     true (default: ``atoms`` periodic in all three directions), the analytical
     stress tensor and its printing.  Coordinate/cell file settings of the
-    template are removed; everything else is kept.
+    template are removed; everything else is kept. ``guess`` and
+    ``write_wfn``: see :func:`wavefunction_guess`.
     """
     if stress is None:
         stress = bool(np.all(atoms.pbc))
-    return render_input(singlepoint_tree(template.tree, atoms, project, stress), template.xmlspec)
+    tree = singlepoint_tree(template.tree, atoms, project, stress)
+    if guess or write_wfn:
+        wavefunction_guess(tree, guess, write_wfn)
+    return render_input(tree, template.xmlspec)
+
+
+def wavefunction_guess(tree: dict[str, Any], guess: str | None, write_wfn: bool) -> None:
+    """Start the SCF of ``tree`` from the wavefunction file ``guess``
+    (``SCF_GUESS RESTART``, ``WFN_RESTART_FILE_NAME``) instead of the
+    template's guess, and/or (``write_wfn``) make the run write its own
+    converged wavefunction (``SCF/PRINT/RESTART ON``, ``<project>-RESTART.wfn``)
+    for the next structure. Neither changes the converged result, only how
+    many SCF steps it takes."""
+    dft = tree["+force_eval"][0].get("+dft")
+    if dft is None:
+        return  # not a QS calculation: nothing to restart
+    scf = dft.setdefault("+scf", {})
+    if write_wfn:
+        printing = scf.setdefault("+print", {})
+        restart = dict(printing.get("+restart", {}))
+        restart["_"] = "ON"
+        restart["backup_copies"] = 0
+        printing["+restart"] = restart
+    if guess:
+        dft["wfn_restart_file_name"] = str(guess)
+        scf["scf_guess"] = "restart"
 
 
 def singlepoint_tree(base: Mapping[str, Any], atoms: Atoms, project: str, stress: bool) -> dict[str, Any]:

@@ -181,3 +181,14 @@ def shorten(text: str, limit: int) -> str:
     with a trailing ``...`` when longer: for error messages quoting CP2K."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: One line of CP2K's SCF table: step, update method, ..., total energy, change.
+_SCF_STEP = re.compile(r"^\s+\d+\s+(?:OT\s|\S+/Diag\.|Diag\.|TS\s)\S*.*\s-?\d+\.\d+\s+-?\d\.\d+E[+-]\d+\s*$",
+                       re.MULTILINE)
+
+
+def scf_steps(text: str) -> int:
+    """SCF steps in a CP2K output (all SCF loops, outer loops and MD steps
+    together): the rows of its SCF tables."""
+    return len(_SCF_STEP.findall(text))

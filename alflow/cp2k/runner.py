@@ -26,6 +26,7 @@ from .template import Cp2kTemplate
 INPUT_NAME = "label.inp"
 OUTPUT_NAME = "label.out"
 LOG_NAME = "label.log"  # stdout + stderr of the launcher/CP2K, when not empty
+WFN_NAME = "label-RESTART.wfn"  # the converged wavefunction, when the input asks for it
 #: Scratch files removed after each run (wavefunction restarts and backups).
 SCRATCH_PATTERNS = ("*.wfn", "*.wfn.bak-*", "*.kp", "*.kp.bak-*")
 _OPENMPI_LAUNCHERS = {"mpirun", "mpiexec", "orterun"}
@@ -57,12 +58,18 @@ def with_walltime(input_text: str, seconds: float) -> str:
     return "".join(lines[:start + 1] + [f"  WALLTIME {seconds:g}\n"] + lines[start + 1:])
 
 
-def run_cp2k(atoms: Atoms, template: Cp2kTemplate, workdir: str | os.PathLike[str],
+def run_cp2k(atoms: Atoms, template: Cp2kTemplate, workdir: str | os.PathLike[str], *,
+             guess: str | os.PathLike[str] | None = None,
+             keep_wfn: str | os.PathLike[str] | None = None,
              **run_kwargs: Any) -> dict[str, Any]:
     """Singlepoint of ``atoms`` with CP2K in ``workdir``: :func:`make_input`,
     then :func:`run_input` (which takes the launch options ``command``,
-    ``mpi``, ``tasks``, ``cpus_per_task`` and ``timeout``)."""
-    return run_input(make_input(template, atoms), len(atoms), workdir, **run_kwargs)
+    ``mpi``, ``tasks``, ``cpus_per_task`` and ``timeout``). ``guess``: a
+    wavefunction file to start the SCF from (same atoms in the same order);
+    ``keep_wfn``: where to keep this run's converged wavefunction."""
+    text = make_input(template, atoms, guess=str(guess) if guess else None,
+                      write_wfn=keep_wfn is not None)
+    return run_input(text, len(atoms), workdir, keep_wfn=keep_wfn, **run_kwargs)
 
 
 def run_input(
@@ -75,12 +82,15 @@ def run_input(
     tasks: int = 1,
     cpus_per_task: int = 1,
     timeout: float | None = None,
+    keep_wfn: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Run a ready CP2K input in ``workdir`` and parse its output (:func:`parse_output`).
 
     Runs ``{mpi} -n {tasks} {command} -i label.inp -o label.out`` (no launcher
     when ``mpi`` is empty) with ``OMP_NUM_THREADS={cpus_per_task}``, and with
-    ``timeout`` (s) as CP2K's WALLTIME (see the module).  Raises
+    ``timeout`` (s) as CP2K's WALLTIME (see the module). The wavefunction
+    file the run wrote, if any, is moved to ``keep_wfn``; other scratch
+    files are removed.  Raises
     :class:`Cp2kError` for any failed calculation; an unusable ``command``
     raises :class:`OSError`.
     """
@@ -96,6 +106,9 @@ def run_input(
     try:
         returncode, log = _execute(argv, workdir, launch_environment(argv, cpus_per_task), timeout)
     finally:
+        wfn = workdir / WFN_NAME
+        if keep_wfn is not None and wfn.is_file():
+            os.replace(wfn, keep_wfn)
         _remove_scratch(workdir)
     if not output.is_file():
         raise Cp2kError("crashed", f"no {OUTPUT_NAME} written (exit status {returncode}): {_tail(log)}")
