@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from ase import Atoms
 from ase.data import atomic_numbers, ground_state_magnetic_moments
 
+from .checks import BASIS_METHODS
 from .inputs import render_input, singlepoint_tree
 from .runner import run_input
 from .template import Cp2kTemplate
@@ -51,11 +52,11 @@ def isolated_atom_energy(
     spin-polarised (UKS) with the ground-state multiplicity
     (:func:`ground_state_multiplicity`) and charge 0.  The template's SCF
     algorithm is replaced by orbital transformation (OT) with an outer SCF
-    loop and an atomic guess, because diagonalisation with
-    density mixing does not converge (it oscillates between the degenerate
-    orbitals of an open shell) and smearing would add an entropy term.  Other
-    settings (method, basis, cutoffs, convergence thresholds) are kept.
-    ``run_kwargs`` are passed to :func:`run_input`.
+    loop and an atomic guess (see :func:`_atom_scf`), because diagonalisation
+    with density mixing does not converge (it oscillates between the
+    degenerate orbitals of an open shell) and smearing would add an entropy
+    term.  Other settings (method, basis, cutoffs, XC, EPS_DEFAULT, EPS_SCF)
+    are kept.  ``run_kwargs`` are passed to :func:`run_input`.
     """
     tree = isolated_atom_tree(template, symbol, box)
     text = render_input(tree, template.xmlspec)
@@ -74,21 +75,56 @@ def isolated_atom_tree(template: Cp2kTemplate, symbol: str, box: float = ATOM_BO
     dft["uks"] = True
     dft["multiplicity"] = ground_state_multiplicity(symbol)
     dft["charge"] = 0
-    dft["+scf"] = _atom_scf(dft.get("+scf", {}))
+    dft["+scf"] = _atom_scf(dft.get("+scf", {}), _has_kinetic_matrix(tree))
     return tree
 
 
-def _atom_scf(scf: Mapping[str, Any]) -> dict[str, Any]:
-    """SCF settings for a free atom: OT + outer loop, no smearing/mixing."""
-    dropped = ("+smear", "+mixing", "+diagonalization", "added_mos", "scf_guess", "+outer_scf")
+#: Inner OT steps per outer SCF iteration, and outer iterations, for a free
+#: atom with a basis-set method (GPW, GAPW, ...).
+ATOM_MAX_SCF = 20
+ATOM_OUTER_MAX_SCF = 20
+
+
+def _has_kinetic_matrix(tree: Mapping[str, Any]) -> bool:
+    """Whether the QS method has a kinetic-energy matrix (the basis-set
+    methods; not xTB, DFTB or the NDDO methods), which OT's FULL_KINETIC
+    preconditioner needs."""
+    qs = tree["+force_eval"][0].get("+dft", {}).get("+qs", {})
+    return str(qs.get("method", "gpw")).lower() in BASIS_METHODS
+
+
+def _atom_scf(scf: Mapping[str, Any], kinetic: bool = True) -> dict[str, Any]:
+    """SCF settings for a free atom: OT + outer loop, no smearing/mixing.
+
+    The template's EPS_SCF is kept (the outer loop's, default 1e-6).  With a
+    basis-set method (``kinetic``) the OT settings are CP2K's defaults,
+    whatever the template says: conjugate gradients, two-point line search,
+    FULL_KINETIC preconditioner, 20 inner steps per outer iteration.  The
+    atomic guess starts an open shell near a saddle point (for O the singly
+    occupied beta p orbital near a grid axis, 4e-4 Ha above the minimum at
+    300 Ry); a condensed-phase template's DIIS falls back to steepest descent
+    there, and the orbital-energy preconditioners (FULL_SINGLE_INVERSE,
+    FULL_SINGLE, FULL_ALL) then drift along the nearly flat orientation of
+    that orbital instead of converging (PBE/DZVP-MOLOPT-SR O at 300 Ry: 359
+    SCF steps with the template's DIIS/FULL_SINGLE_INVERSE, 89 with these,
+    same energy to 1e-7 Ha; benchmarks/RESULTS.md).  The semi-empirical
+    methods (xTB, DFTB, NDDO) have no kinetic matrix: they keep the
+    template's minimizer and preconditioner (DIIS and FULL_SINGLE_INVERSE
+    when it names none) and its MAX_SCF, at most 50.
+    """
+    dropped = ("+smear", "+mixing", "+diagonalization", "added_mos", "scf_guess", "+outer_scf", "+ot")
     new = {key: value for key, value in scf.items() if key not in dropped}
     eps_scf = float(scf.get("eps_scf", 1e-6))
     new["scf_guess"] = "atomic"
-    new["max_scf"] = min(int(scf.get("max_scf", 50)), 50)
-    ot = dict(scf.get("+ot", {}))
-    ot["_"] = True
-    ot.setdefault("minimizer", "diis")
-    ot.setdefault("preconditioner", "full_single_inverse")
-    new["+ot"] = ot
-    new["+outer_scf"] = {"_": True, "max_scf": 20, "eps_scf": eps_scf}
+    if kinetic:
+        new["max_scf"] = ATOM_MAX_SCF
+        new["+ot"] = {"_": True, "minimizer": "cg", "linesearch": "2pnt", "preconditioner": "full_kinetic"}
+    else:
+        new["max_scf"] = min(int(scf.get("max_scf", 50)), 50)
+        ot = dict(scf.get("+ot", {}))
+        ot["_"] = True
+        ot.setdefault("minimizer", "diis")
+        ot.setdefault("preconditioner", "full_single_inverse")
+        new["+ot"] = ot
+    new["+outer_scf"] = {"_": True, "max_scf": ATOM_OUTER_MAX_SCF, "eps_scf": eps_scf}
     return new
