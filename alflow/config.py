@@ -95,7 +95,8 @@ def template_files(config: dict) -> list[str]:
 DEFAULT_RESOURCES = {
     "train": {"threads": 1, "gpu": 0, "mem_mb": 4000, "runtime": 60},
     "sample": {"threads": 1, "gpu": 0, "mem_mb": 2000, "runtime": 30},
-    "label": {"tasks": 1, "cpus_per_task": 1, "mpi": "mpirun", "mem_mb": 2000, "runtime": 30},
+    "label": {"tasks": 1, "cpus_per_task": 1, "concurrent": 1, "mpi": "mpirun", "mem_mb": 2000,
+              "runtime": 30},
     "evaluate": {"threads": 1, "gpu": 0, "mem_mb": 2000, "runtime": 15},
 }
 
@@ -237,6 +238,19 @@ def check(config: dict) -> None:
             minutes(runtime)
         except Exception as exc:
             raise ConfigError(f"resources.{rule}.runtime: cannot read {runtime!r} as a duration") from exc
+    label = resources(config, "label")
+    ranks_per_structure(label["tasks"], label["concurrent"], "resources.label")
+
+
+def ranks_per_structure(tasks: int, concurrent: int, where: str = "resources of rule label") -> int:
+    """MPI ranks of each of the ``concurrent`` CP2K runs of a label job that
+    has ``tasks`` ranks; ConfigError unless they divide evenly."""
+    tasks, concurrent = int(tasks), int(concurrent)
+    if concurrent < 1 or tasks % concurrent:
+        raise ConfigError(f"{where}: tasks ({tasks}) must be a multiple of concurrent "
+                          f"({concurrent}): a label job runs `concurrent` CP2K singlepoints at "
+                          f"once, each on tasks / concurrent MPI ranks")
+    return tasks // concurrent
 
 
 def _check_reference(config: dict) -> None:

@@ -18,6 +18,7 @@ import os
 import re
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +191,10 @@ def label_chunk(
 ) -> dict[str, Any]:
     """Label every frame of ``in_path`` (extxyz, may be empty).
 
-    Frame ``k`` is computed in ``workdir/struct_{k:04d}``.  Labelled frames
+    Frame ``k`` is computed in ``workdir/struct_{k:04d}``, in
+    :func:`similarity_order`; with ``reference.concurrent`` = n > 1, as n
+    streams side by side (:func:`split_streams`), each structure starting
+    from the previous one of its stream.  Labelled frames
     go to ``out_path``, failed ones (input frame plus ``info[FAILURE_KEY] =
     "<kind>: <message>"``) to ``failed_path``; both are written atomically,
     as empty files when there is nothing.  When every structure (at least
@@ -213,23 +217,34 @@ def label_chunk(
         _check_not_finished_with_others(Path(workdir) / FINISHED_NAME, keys, cache, out_path)
     results: dict[int, Atoms] = {}
     failures: Counter[str] = Counter()
-    guesses: dict[bytes, Path] = {}  # atoms (numbers in order) -> the latest wavefunction
-    for k in similarity_order(frames):
-        atoms, start = frames[k], time.perf_counter()
-        structdir = Path(workdir) / f"struct_{k:04d}"
-        species = np.asarray(atoms.numbers, dtype=np.int64).tobytes()
-        try:
-            results[k] = label_cached(reference, atoms, structdir, cache,
-                                      guess=guesses.get(species))
-            log.info("structure %d/%d labelled in %.1f s", k + 1, len(frames),
-                     time.perf_counter() - start)
-            if (structdir / reference.GUESS_NAME).exists():
-                guesses[species] = structdir / reference.GUESS_NAME
-        except LabelFailure as exc:
-            results[k] = _failed_frame(atoms, exc)
-            failures[exc.kind] += 1
-            log.warning("structure %d/%d FAILED (%s): %s", k + 1, len(frames), exc.kind,
-                        exc.message)
+
+    def label_stream(stream: list[int]) -> None:
+        """Label frames in turn, each SCF starting from the wavefunction of
+        the stream's previous structure with the same atoms."""
+        guesses: dict[bytes, Path] = {}  # atoms (numbers in order) -> the latest wavefunction
+        for k in stream:
+            atoms, start = frames[k], time.perf_counter()
+            structdir = Path(workdir) / f"struct_{k:04d}"
+            species = np.asarray(atoms.numbers, dtype=np.int64).tobytes()
+            try:
+                results[k] = label_cached(reference, atoms, structdir, cache,
+                                          guess=guesses.get(species))
+                log.info("structure %d/%d labelled in %.1f s", k + 1, len(frames),
+                         time.perf_counter() - start)
+                if (structdir / reference.GUESS_NAME).exists():
+                    guesses[species] = structdir / reference.GUESS_NAME
+            except LabelFailure as exc:
+                results[k] = _failed_frame(atoms, exc)
+                failures[exc.kind] += 1
+                log.warning("structure %d/%d FAILED (%s): %s", k + 1, len(frames), exc.kind,
+                            exc.message)
+
+    streams = split_streams(similarity_order(frames), reference.concurrent)
+    if len(streams) > 1:
+        log.info("labelling %d structures as %d streams side by side", len(frames), len(streams))
+    with ThreadPoolExecutor(max_workers=max(1, len(streams))) as pool:
+        for done in [pool.submit(label_stream, stream) for stream in streams]:
+            done.result()  # anything but a LabelFailure fails the chunk
     for path in Path(workdir).glob(f"struct_*/{reference.GUESS_NAME}"):
         path.unlink()  # scratch: wavefunctions are not kept
     labelled = [results[k] for k in range(len(frames)) if FAILURE_KEY not in results[k].info]
@@ -251,6 +266,18 @@ def label_chunk(
         "n_failed": len(failed),
         "failures": dict(failures),
     }
+
+
+def split_streams(order: list[int], n: int) -> list[list[int]]:
+    """``order`` cut into at most ``n`` consecutive streams of nearly equal
+    length (longer ones first): neighbours stay in the same stream, so that
+    each structure can start from the previous one's wavefunction."""
+    n = max(1, min(int(n), len(order)))
+    size, extra = divmod(len(order), n)
+    bounds = [0]
+    for i in range(n):
+        bounds.append(bounds[-1] + size + (i < extra))
+    return [order[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
 def similarity_order(frames: list[Atoms]) -> list[int]:

@@ -61,6 +61,8 @@ class Reference(ABC):
     #: Where :meth:`label` keeps the converged wavefunction of a structure
     #: (CP2K with ``wfn_guess``), for the next similar structure to start from.
     GUESS_NAME = "wfn.guess"
+    #: How many structures :func:`alflow.labelling.label_chunk` labels at once.
+    concurrent = 1
 
     def label(self, atoms: Atoms, workdir: str | os.PathLike[str],
               guess: str | os.PathLike[str] | None = None) -> Atoms:
@@ -112,17 +114,20 @@ class Cp2kReference(Reference):
         timeout: float | None = None,
         scf_retry: bool = True,
         wfn_guess: bool = True,
+        concurrent: int = 1,
     ) -> None:
         self.template = template
         self.command = command
         self.scf_retry = scf_retry
         self.wfn_guess = wfn_guess
+        self.concurrent = int(concurrent)
         self.run_kwargs: dict[str, Any] = {
             "command": command,
             "mpi": mpi,
             "tasks": int(tasks),
             "cpus_per_task": int(cpus_per_task),
             "timeout": timeout,
+            "concurrent": int(concurrent),
         }
 
     @property
@@ -133,9 +138,11 @@ class Cp2kReference(Reference):
 
     def describe(self) -> str:
         kw = self.run_kwargs
-        argv = launch_command(kw["command"], kw["mpi"], kw["tasks"], kw["cpus_per_task"])
+        argv = launch_command(kw["command"], kw["mpi"], kw["tasks"], kw["cpus_per_task"],
+                              kw["concurrent"])
+        at_once = f", {kw['concurrent']} structures at once" if kw["concurrent"] > 1 else ""
         return (f"CP2K template {self.template.path}, run as: {' '.join(argv)} "
-                f"with OMP_NUM_THREADS={kw['cpus_per_task']}")
+                f"with OMP_NUM_THREADS={kw['cpus_per_task']}{at_once}")
 
     def _compute(self, atoms: Atoms, workdir: Path,
                  guess: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -268,11 +275,14 @@ def make_reference(
     mpi: str | None = None,
     tasks: int | None = None,
     cpus_per_task: int | None = None,
+    concurrent: int = 1,
 ) -> Reference:
     """The reference of the ``reference`` config sub-tree.
 
     ``mpi``/``tasks``/``cpus_per_task`` (e.g. from Snakemake resources) win
     over ``reference.cp2k`` values when not None; ``mpi=""`` means no launcher.
+    ``concurrent``: CP2K runs a label job starts side by side, each with
+    ``tasks`` ranks (an ASE reference labels one structure at a time).
     """
     kind = ref_cfg.get("kind", "cp2k")
     if kind == "cp2k":
@@ -287,6 +297,7 @@ def make_reference(
             timeout=None if limit is None else seconds(limit),
             scf_retry=cfg.get("scf_retry", True),
             wfn_guess=cfg.get("wfn_guess", True),
+            concurrent=concurrent,
         )
     if kind == "ase":
         cfg = ref_cfg.get("ase", {})

@@ -25,6 +25,7 @@ rule label:
     threads: get_label_threads()
     resources:
         **get_label_resources(),
+        concurrent=get_resource("label", "concurrent"),
     conda:
         "../envs/cp2k.yaml"
     envmodules:

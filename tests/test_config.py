@@ -134,6 +134,8 @@ def _broken(**changes):
     ({"reference__ase": {"calculator": "ase.calculators.nope.Nope", "kwargs": {}}},
      "reference.ase.calculator"),
     ({"resources": {"train": {"runtime": "soon"}}}, "resources.train.runtime"),
+    ({"resources": {"label": {"tasks": 6, "concurrent": 4}}},
+     "resources.label: tasks (6) must be a multiple of concurrent (4)"),
     ({"bootstrap__dataset": str(REPO / "tests" / "data" / "cu_16.xyz")}, "bootstrap.dataset"),
 ])
 def test_semantic_checks_name_the_key(changes, message):

@@ -214,6 +214,16 @@ def test_launch_command_and_environment():
     assert env["OMP_NUM_THREADS"] == "3"
     if os.geteuid() == 0:
         assert env["OMPI_ALLOW_RUN_AS_ROOT"] == env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] == "1"
+    # several runs side by side in one job: SLURM steps that hold only their
+    # own cores, Open MPI ranks not all bound to the first cores
+    assert cp2k.launch_command("cp2k.psmp", "srun", 4, 2, concurrent=3)[:6] == [
+        "srun", "--exact", "-n", "4", "-c", "2"]
+    for given in ("srun --exact", "srun --exclusive", "srun --overlap"):
+        assert cp2k.launch_command("cp2k", given, 4, 1, concurrent=2).count(given.split()[1]) == 1
+        assert "--exact" not in cp2k.launch_command("cp2k", "srun", 4, 1, concurrent=1)
+    assert "--exact" not in cp2k.launch_command("cp2k", "mpirun", 4, 1, concurrent=2)
+    env = cp2k.launch_environment(["mpirun", "-n", "2", "cp2k"], 1, concurrent=2)
+    assert env["OMPI_MCA_hwloc_base_binding_policy"] == "none"
 
 
 # --------------------------------------------------------------------------

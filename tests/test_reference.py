@@ -2,6 +2,8 @@
 chunk labelling, caches, resume."""
 from __future__ import annotations
 
+import re
+
 import shutil
 from pathlib import Path
 
@@ -116,9 +118,12 @@ def test_make_reference_resource_overrides():
     cfg = {"kind": "cp2k", "cp2k": {"template": str(XTB), "command": "cp2k.psmp", "mpi": "srun", "tasks": 4}}
     ref = make_reference(cfg)
     assert isinstance(ref, Cp2kReference)
-    assert ref.run_kwargs == {"command": "cp2k.psmp", "mpi": "srun", "tasks": 4, "cpus_per_task": 1, "timeout": None}
-    ref = make_reference(cfg, mpi="", tasks=2, cpus_per_task=3)
+    assert ref.run_kwargs == {"command": "cp2k.psmp", "mpi": "srun", "tasks": 4, "cpus_per_task": 1,
+                              "timeout": None, "concurrent": 1}
+    ref = make_reference(cfg, mpi="", tasks=2, cpus_per_task=3, concurrent=2)
     assert ref.run_kwargs["mpi"] == "" and ref.run_kwargs["tasks"] == 2 and ref.run_kwargs["cpus_per_task"] == 3
+    assert ref.concurrent == 2 and "2 structures at once" in ref.describe()
+    assert make_reference(EMT_CFG, concurrent=2).concurrent == 1  # an ASE calculator: one at a time
     assert make_reference({"kind": "cp2k", "cp2k": {"template": str(XTB)}}).run_kwargs["mpi"] == "mpirun"
     assert isinstance(make_reference(EMT_CFG), AseReference)
     with pytest.raises(ValueError, match="vasp"):
@@ -376,17 +381,18 @@ def test_chunk_reuses_wavefunctions_and_matches_singlepoints(tmp_path):
     frames = walker_frames(4)
     ase.io.write(tmp_path / "in.xyz", frames)
     out = {}
-    for name, guess in (("plain", False), ("chain", True)):
+    for name, guess, concurrent in (("plain", False, 1), ("chain", True, 1), ("streams", True, 2)):
         ref = make_reference({"kind": "cp2k", "cp2k": {"template": str(XTB), "mpi": "",
-                                                       "wfn_guess": guess}})
+                                                       "wfn_guess": guess}}, concurrent=concurrent)
         counts = label_chunk(tmp_path / "in.xyz", tmp_path / f"{name}.xyz",
                              tmp_path / f"{name}_failed.xyz", ref, tmp_path / name)
         assert counts["n_labelled"] == 4
         out[name] = read(tmp_path / f"{name}.xyz")
-    for a, b in zip(out["plain"], out["chain"]):  # same order as the input, same labels
-        assert a.info["origin"] == b.info["origin"]
-        assert abs(a.info[ENERGY_KEY] - b.info[ENERGY_KEY]) < 1e-5
-        assert np.abs(a.arrays[FORCES_KEY] - b.arrays[FORCES_KEY]).max() < 1e-4
+    for name in ("chain", "streams"):  # same order as the input, same labels
+        for a, b in zip(out["plain"], out[name]):
+            assert a.info["origin"] == b.info["origin"]
+            assert abs(a.info[ENERGY_KEY] - b.info[ENERGY_KEY]) < 1e-5
+            assert np.abs(a.arrays[FORCES_KEY] - b.arrays[FORCES_KEY]).max() < 1e-4
     # walker order: step 0 (input 1) first, from the template's guess; then
     # each from the one before, with fewer SCF steps
     first = (tmp_path / "chain" / "struct_0001" / "label.inp").read_text().upper()
@@ -398,6 +404,23 @@ def test_chunk_reuses_wavefunctions_and_matches_singlepoints(tmp_path):
                     for k in range(4)] for name in out}
     assert sum(steps["chain"]) < sum(steps["plain"]), steps
     assert not list((tmp_path / "chain").glob("struct_*/wfn.guess"))  # scratch removed
+    # two streams side by side: steps 0, 5 (inputs 1, 3) and steps 10, 15
+    # (inputs 0, 2), each structure from the previous one of its stream
+    streams = tmp_path / "streams"
+    for first, then in ((1, 3), (0, 2)):
+        assert "WFN_RESTART_FILE_NAME" not in \
+            (streams / f"struct_{first:04d}" / "label.inp").read_text().upper()
+        assert str(streams / f"struct_{first:04d}" / "wfn.guess") in \
+            (streams / f"struct_{then:04d}" / "label.inp").read_text()
+    span = {k: program_span((streams / f"struct_{k:04d}" / "label.out").read_text()) for k in (0, 1)}
+    assert span[0][0] <= span[1][1] and span[1][0] <= span[0][1], span  # they overlapped
+
+
+def program_span(output: str) -> tuple[str, str]:
+    """When CP2K started and ended (its own timestamps, sortable as text)."""
+    started = re.search(r"PROGRAM STARTED AT\s+(\S+ \S+)", output).group(1)
+    ended = re.search(r"PROGRAM ENDED AT\s+(\S+ \S+)", output).group(1)
+    return started, ended
 
 
 @needs_cp2k
@@ -413,3 +436,13 @@ def test_a_structure_whose_guess_fails_is_rescued_by_its_own_singlepoint(tmp_pat
     assert abs(rescued.info[ENERGY_KEY] - plain.info[ENERGY_KEY]) < 1e-5
     assert (tmp_path / "rescued" / "from_guess.out").exists()  # the failed try, for diagnosis
     assert (tmp_path / "rescued" / "wfn.guess").exists()  # its own, for the next structure
+
+
+def test_split_streams_keeps_neighbours_together():
+    from alflow.labelling import split_streams
+
+    assert split_streams([4, 2, 0, 1, 3], 2) == [[4, 2, 0], [1, 3]]
+    assert split_streams([4, 2, 0, 1, 3], 1) == [[4, 2, 0, 1, 3]]
+    assert split_streams([1, 0], 4) == [[1], [0]]
+    assert split_streams([], 3) == []
+    assert [len(s) for s in split_streams(list(range(10)), 4)] == [3, 3, 2, 2]

@@ -83,12 +83,15 @@ def run_input(
     cpus_per_task: int = 1,
     timeout: float | None = None,
     keep_wfn: str | os.PathLike[str] | None = None,
+    concurrent: int = 1,
 ) -> dict[str, Any]:
     """Run a ready CP2K input in ``workdir`` and parse its output (:func:`parse_output`).
 
     Runs ``{mpi} -n {tasks} {command} -i label.inp -o label.out`` (no launcher
     when ``mpi`` is empty) with ``OMP_NUM_THREADS={cpus_per_task}``, and with
-    ``timeout`` (s) as CP2K's WALLTIME (see the module). The wavefunction
+    ``timeout`` (s) as CP2K's WALLTIME (see the module). ``concurrent``: how
+    many CP2K runs this job starts side by side (see :func:`launch_command`,
+    :func:`launch_environment`). The wavefunction
     file the run wrote, if any, is moved to ``keep_wfn``; other scratch
     files are removed.  Raises
     :class:`Cp2kError` for any failed calculation; an unusable ``command``
@@ -102,9 +105,10 @@ def run_input(
     output = workdir / OUTPUT_NAME
     for stale in (output, workdir / LOG_NAME):
         stale.unlink(missing_ok=True)  # never parse a stale output
-    argv = launch_command(command, mpi, tasks, cpus_per_task)
+    argv = launch_command(command, mpi, tasks, cpus_per_task, concurrent)
     try:
-        returncode, log = _execute(argv, workdir, launch_environment(argv, cpus_per_task), timeout)
+        returncode, log = _execute(argv, workdir, launch_environment(argv, cpus_per_task, concurrent),
+                                   timeout)
     finally:
         wfn = workdir / WFN_NAME
         if keep_wfn is not None and wfn.is_file():
@@ -128,37 +132,48 @@ def run_input(
 
 
 def launch_command(command: str, mpi: str | None, tasks: int,
-                   cpus_per_task: int = 1) -> list[str]:
+                   cpus_per_task: int = 1, concurrent: int = 1) -> list[str]:
     """The argv of one CP2K run (launcher flags split like a shell would).
 
     ``srun`` also gets ``-c cpus_per_task`` (unless the launcher string sets
     it): since Slurm 22.05 a job step no longer inherits the job's
     ``--cpus-per-task``, and without it every OpenMP thread of a rank would
-    share one core."""
+    share one core. When the job runs ``concurrent`` > 1 CP2K runs side by
+    side, ``srun`` also gets ``--exact`` (unless the launcher string has
+    ``--exact``, ``--exclusive`` or ``--overlap``): each step then holds only
+    the cores it asks for, and the steps run at once instead of waiting for
+    each other."""
     argv = shlex.split(command) + ["-i", INPUT_NAME, "-o", OUTPUT_NAME]
     if mpi:
         launcher = shlex.split(mpi)
-        argv = launcher + ["-n", str(int(tasks))] + argv
-        if os.path.basename(launcher[0]) == "srun" and not any(
-                a in ("-c", "--cpus-per-task") or a.startswith("--cpus-per-task=")
-                for a in launcher):
-            argv[len(launcher) + 2:len(launcher) + 2] = ["-c", str(int(cpus_per_task))]
+        flags = ["-n", str(int(tasks))]
+        if os.path.basename(launcher[0]) == "srun":
+            if not any(a in ("-c", "--cpus-per-task") or a.startswith("--cpus-per-task=")
+                       for a in launcher):
+                flags += ["-c", str(int(cpus_per_task))]
+            if concurrent > 1 and not any(a.split("=")[0] in ("--exact", "--exclusive", "--overlap")
+                                          for a in launcher):
+                flags.insert(0, "--exact")
+        argv = launcher + flags + argv
     return argv
 
 
-def launch_environment(argv: Sequence[str], cpus_per_task: int) -> dict[str, str]:
+def launch_environment(argv: Sequence[str], cpus_per_task: int,
+                       concurrent: int = 1) -> dict[str, str]:
     """The environment of one CP2K run: this process's, with
     ``OMP_NUM_THREADS={cpus_per_task}`` and, for Open MPI launchers, running
-    as root allowed and no core binding when ranks have several threads."""
+    as root allowed and no core binding when ranks have several threads or
+    ``concurrent`` > 1 runs share the machine."""
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(int(cpus_per_task))
     if os.path.basename(argv[0]) in _OPENMPI_LAUNCHERS:
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
             env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-        if cpus_per_task > 1:
+        if cpus_per_task > 1 or concurrent > 1:
             # Open MPI binds each rank to one core by default (for <= 2 ranks),
-            # which would put all OpenMP threads of a rank on that core.
+            # which would put all OpenMP threads of a rank on that core, and
+            # rank 0 of every concurrent run on the same first core.
             env.setdefault("OMPI_MCA_hwloc_base_binding_policy", "none")
     return env
 

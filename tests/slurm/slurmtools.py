@@ -23,7 +23,8 @@ def run_ok(cmd, env, **kw) -> str:
 
 
 SACCT_FIELDS = ["JobIDRaw", "JobID", "Comment", "Partition", "Account", "Timelimit", "State",
-                "ReqCPUS", "ReqTRES", "AllocTRES"]
+                "ReqCPUS", "ReqTRES", "AllocTRES", "Start", "End"]
+STEP_FIELDS = ["JobID", "JobName", "NTasks", "AllocCPUS", "Start", "End", "State"]
 
 
 def sacct(env, *job_ids: str) -> dict[str, dict[str, str]]:
@@ -31,6 +32,20 @@ def sacct(env, *job_ids: str) -> dict[str, dict[str, str]]:
                   "-o", ",".join(SACCT_FIELDS)], env)
     rows = [dict(zip(SACCT_FIELDS, line.split("|"))) for line in out.splitlines() if line]
     return {r["JobIDRaw"]: r for r in rows}
+
+
+def job_steps(env, job_id: str, name: str | None = None) -> list[dict[str, str]]:
+    """The steps SLURM recorded for a job (``<job>.<n>``; not batch/extern),
+    those named ``name`` only when given."""
+    out = run_ok(["sacct", "-P", "-n", "-j", job_id, "-o", ",".join(STEP_FIELDS)], env)
+    rows = [dict(zip(STEP_FIELDS, line.split("|"))) for line in out.splitlines() if line]
+    return [r for r in rows if re.fullmatch(rf"{job_id}\.\d+", r["JobID"])
+            and (name is None or r["JobName"] == name)]
+
+
+def overlap(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Whether two jobs or steps ran at the same time (sacct Start/End, ISO text)."""
+    return a["Start"] < b["End"] and b["Start"] < a["End"]
 
 
 def scontrol(env, job_id: str) -> dict[str, str]:
@@ -46,12 +61,10 @@ def submitted(log: str) -> list[str]:
 TEMPLATE = HERE.parent.parent / "profiles" / "slurm" / "config.yaml"
 
 
-def packing_args(ranks: int) -> list[str]:
-    """The shipped template's packing settings as command-line arguments, with
-    its per-group `resources: tasks` set to this cluster's label ranks."""
+def packing_args() -> list[str]:
+    """The shipped template's packing settings as command-line arguments."""
     prof = yaml.safe_load(TEMPLATE.read_text())
-    args = []
-    for key in ("groups", "group-components", "set-resource-scopes"):
-        args += [f"--{key}", *(f"{k}={v}" for k, v in prof[key].items())]
-    assert prof["resources"] == {"tasks": prof["set-resources"]["label"]["tasks"]}
-    return args + ["--slurm-array-jobs", prof["slurm-array-jobs"], "--resources", f"tasks={ranks}"]
+    assert "label" not in prof["groups"] and "group-components" not in prof  # chunks side by side
+    assert prof["set-resources"]["label"]["concurrent"] > 1
+    return ["--groups", *(f"{k}={v}" for k, v in prof["groups"].items()),
+            "--slurm-array-jobs", prof["slurm-array-jobs"]]

@@ -3,14 +3,17 @@ localhost, tests/slurm/cluster.sh) with the real snakemake-executor-plugin-slurm
 and the profile tests/slurm/profile: no mock of sbatch.
 
 Checked against what SLURM itself recorded (sacct, scontrol):
-- with the packing settings of the shipped template profiles/slurm (groups with
-  {it}/{stage} in their names, group-components, the sample packs as a job
-  array) and committee.train_in_one_job, an iteration is 3 batch jobs: the
-  committee trained (both members at once, 2 GPUs) and evaluated, one array of
-  walker packs, all label chunks in one job;
-- those jobs get the profile's partition, time limit (summed over the jobs of
-  a group), tasks, cpus-per-task, GPUs and account; CP2K runs under srun with
-  2 MPI ranks;
+- with the packing settings of the shipped template profiles/slurm (the
+  committee group with {it} in its name, the sample packs as a job array) and
+  committee.train_in_one_job, an iteration is one job for the committee
+  (trained, both members at once on 2 GPUs, and evaluated), one array of
+  walker packs, and one job per label chunk;
+- the label chunks of a stage run side by side, each job asking for one
+  chunk's time limit (not the sum), and inside each job 2 CP2K singlepoints run
+  at once as `srun --exact` steps of 2 ranks (`concurrent: 2` of 4 tasks);
+- those jobs get the profile's partition, time limit, tasks, cpus-per-task,
+  GPUs and account; a hybrid CP2K run (e0s: 2 ranks x 2 threads) is a step of
+  2 tasks on 4 CPUs;
 - snakemake killed mid-campaign, then rerun with --rerun-incomplete, completes
   without relabelling finished chunks;
 - a label job killed by SLURM at its time limit (TIMEOUT) is resubmitted with a
@@ -33,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from slurmtools import packing_args, sacct, scontrol, submitted
+from slurmtools import job_steps, overlap, packing_args, sacct, scontrol, submitted
 from workflow import REPO, SNAKEMAKE, make_campaign
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -88,7 +91,7 @@ def jobs_by_rule(env, log: str) -> dict[str, list[dict]]:
         if "_" not in row["JobID"]:  # scontrol knows array tasks by their array id
             row.update({k: v for k, v in scontrol(env, row["JobIDRaw"]).items()
                         if k in ("NumTasks", "CPUs/Task", "TimeLimit")})
-        m = re.match(r"rule_(committee_\d+|label_(?:iter_\d+|test)|[a-z0-9_]+?)(_wildcards_.*|_.*)?$",
+        m = re.match(r"rule_(committee_\d+|[a-z0-9_]+?)(_wildcards_.*|_.*)?$",
                      row["Comment"])
         out.setdefault(m.group(1), []).append(row)
     return out
@@ -98,7 +101,7 @@ def test_campaign_through_slurm_survives_a_kill(slurm_env, timeout_run, tmp_path
     wd = make_campaign(tmp_path, "xtb", committee={"device": "cpu", "train_in_one_job": True})
     res = wd / "results"
     chunks = [res / "iter_000" / "label" / f"chunk_{c}.xyz" for c in range(4)]
-    packed = packing_args(ranks=2)
+    packed = packing_args()
 
     # 1. start, and kill snakemake (SIGINT: it cancels its SLURM jobs) once
     #    the bootstrap is labelled and training has been submitted
@@ -124,25 +127,43 @@ def test_campaign_through_slurm_survives_a_kill(slurm_env, timeout_run, tmp_path
     assert second.returncode == 0, log2[-5000:]
     assert all(p.stat().st_mtime_ns == t for p, t in done.items())
     assert all(p.stat().st_mtime_ns == t for p, t in outs.items())
-    assert "group_label_iter_000" not in log2  # no label job of iteration 0 resubmitted
+    assert "rule_label/iter_000_" not in log2  # no label job of iteration 0 resubmitted
     table = pd.read_csv(res / "campaign.csv")
     assert list(table["iteration"]) == [0, 1]
 
-    # 3. what SLURM received: iteration 1 is three batch jobs, one of them an array
+    # 3. what SLURM received: iteration 1 is a committee job, an array of
+    #    walker packs and one job per label chunk
     jobs = jobs_by_rule(slurm_env, (wd / "first.out").read_text() + log2)
-    assert set(jobs) == {"e0s", "label_test", "label_iter_000", "committee_000", "sample",
-                         "label_iter_001", "committee_001"}, set(jobs)
-    iteration_1 = jobs["sample"] + jobs["label_iter_001"] + jobs["committee_001"]
-    assert len({j["JobID"].split("_")[0] for j in iteration_1}) == 3, iteration_1
+    assert set(jobs) == {"e0s", "label", "committee_000", "sample", "committee_001"}, set(jobs)
+    label: dict[str, list[dict]] = {}
+    for job in jobs["label"]:
+        stage, chunk = re.search(r"wildcards_(iter_\d{3}|test)_(\d+)", job["Comment"]).groups()
+        label.setdefault(stage, []).append(dict(job, chunk=int(chunk)))
+    assert {stage: sorted({j["chunk"] for j in js}) for stage, js in label.items()} == \
+        {"test": [0, 1], "iter_000": [0, 1, 2, 3], "iter_001": [0, 1]}
+    iteration_1 = jobs["sample"] + label["iter_001"] + jobs["committee_001"]
+    assert len({j["JobID"].split("_")[0] for j in iteration_1}) == 4, iteration_1
     assert sorted(j["JobID"].split("_")[1] for j in jobs["sample"]) == ["1", "2"]  # the 2 packs
-    # label chunks of a stage in one job, one after another on the same 2 ranks:
-    # the time limit is the sum of the chunks' (5 min each)
-    for stage, n_chunks in (("label_test", 2), ("label_iter_000", 4), ("label_iter_001", 2)):
-        for job in jobs[stage]:
-            assert (job["Partition"], job["Account"], job["NumTasks"], job["CPUs/Task"]) == \
-                ("cpu", "testacct", "2", "1"), job
-            assert job["Timelimit"] == f"00:{5 * n_chunks:02d}:00", job
+    # each label job: one chunk's time limit (5 min), 4 ranks; the chunks of
+    # a stage side by side (8 CPUs: 2 jobs of 4 at a time)
+    for stage, stage_jobs in label.items():
+        for job in stage_jobs:
+            assert (job["Partition"], job["Account"], job["NumTasks"], job["CPUs/Task"],
+                    job["Timelimit"]) == ("cpu", "testacct", "4", "1", "00:05:00"), job
+        done = [j for j in stage_jobs if j["State"] == "COMPLETED"]
+        assert any(overlap(a, b) for a in done for b in done if a is not b), (stage, done)
+    # inside a label job, 2 singlepoints at once: CP2K steps of 2 ranks that overlap
+    for job in label["iter_000"]:
+        steps = job_steps(slurm_env, job["JobIDRaw"], "cp2k")
+        assert len(steps) == 2 and all(st["NTasks"] == "2" and st["AllocCPUS"] == "2"
+                                       for st in steps), steps
+        assert overlap(*steps), steps
+    # hybrid MPI/OpenMP (e0s: 2 ranks x 2 threads): srun -c 2, a step of 2 tasks on 4 CPUs
     assert [j["Timelimit"] for j in jobs["e0s"]] == ["00:05:00"]
+    e0s_steps = job_steps(slurm_env, jobs["e0s"][0]["JobIDRaw"], "cp2k")
+    assert e0s_steps and all((st["NTasks"], st["AllocCPUS"]) == ("2", "4") for st in e0s_steps), \
+        e0s_steps
+    assert "run as: srun -n 2 -c 2 cp2k" in (res / "logs" / "e0s.log").read_text()
     # the committee: both members at once on 2 GPUs (15 min), then evaluate (15 min)
     for job in jobs["committee_000"] + jobs["committee_001"]:
         assert (job["Partition"], job["Account"], job["Timelimit"]) == \
@@ -157,9 +178,10 @@ def test_campaign_through_slurm_survives_a_kill(slurm_env, timeout_run, tmp_path
         assert (job["Partition"], job["Timelimit"], job["State"]) == \
             ("cpu", "00:30:00", "COMPLETED"), job
 
-    # CP2K ran under srun with the profile's 2 MPI ranks
+    # CP2K ran under srun with 2 of the job's 4 MPI ranks, 2 structures at once
     label_log = (res / "logs" / "label" / "iter_001_chunk_0.log").read_text()
-    assert "run as: srun -n 2 -c 1 cp2k -i label.inp -o label.out" in label_log
+    assert "run as: srun --exact -n 2 -c 1 cp2k -i label.inp -o label.out" in label_log
+    assert "2 structures at once" in label_log
     out = next(res.glob("iter_001/label/work_0/*/label.out")).read_text()
     assert re.search(r"Total number of message passing processes\s+2\n", out)
     print(f"xTB campaign through SLURM (with kill + rerun): {wall:.0f} s")
