@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -218,11 +219,15 @@ def label_chunk(
     results: dict[int, Atoms] = {}
     failures: Counter[str] = Counter()
 
+    stopping = threading.Event()
+
     def label_stream(stream: list[int]) -> None:
         """Label frames in turn, each SCF starting from the wavefunction of
         the stream's previous structure with the same atoms."""
         guesses: dict[bytes, Path] = {}  # atoms (numbers in order) -> the latest wavefunction
         for k in stream:
+            if stopping.is_set():
+                return
             atoms, start = frames[k], time.perf_counter()
             structdir = Path(workdir) / f"struct_{k:04d}"
             species = np.asarray(atoms.numbers, dtype=np.int64).tobytes()
@@ -242,9 +247,16 @@ def label_chunk(
     streams = split_streams(similarity_order(frames), reference.concurrent)
     if len(streams) > 1:
         log.info("labelling %d structures as %d streams side by side", len(frames), len(streams))
-    with ThreadPoolExecutor(max_workers=max(1, len(streams))) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, len(streams)))
+    try:
         for done in [pool.submit(label_stream, stream) for stream in streams]:
             done.result()  # anything but a LabelFailure fails the chunk
+    except BaseException:  # an error, Ctrl-C, SIGTERM (exit_on_sigterm): stop every stream
+        stopping.set()
+        reference.stop()
+        raise
+    finally:
+        pool.shutdown(wait=True)
     for path in Path(workdir).glob(f"struct_*/{reference.GUESS_NAME}"):
         path.unlink()  # scratch: wavefunctions are not kept
     labelled = [results[k] for k in range(len(frames)) if FAILURE_KEY not in results[k].info]

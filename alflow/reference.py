@@ -21,7 +21,7 @@ from ase import Atoms
 from . import ENERGY_KEY, FAILURE_KEY, FORCES_KEY, RETRY_KEY, STRESS_KEY
 from .config import seconds
 from .cp2k import (ATOM_BOX, OUTPUT_NAME, Cp2kError, Cp2kTemplate, launch_command, load_template, run_cp2k,
-                   safer_scf)
+                   safer_scf, stop_all_runs)
 from .cp2k import isolated_atom_energy as cp2k_isolated_atom_energy
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,10 @@ class Reference(ABC):
     @abstractmethod
     def isolated_atom_energy(self, symbol: str, workdir: str | os.PathLike[str]) -> float:
         """Energy (eV) of one free atom of ``symbol``."""
+
+    def stop(self) -> None:
+        """Stop the calculations running in other threads and start no new
+        one (the job is being interrupted)."""
 
     @property
     @abstractmethod
@@ -185,6 +189,9 @@ class Cp2kReference(Reference):
             raise LabelFailure(exc.kind, f"{first.message}; retried with {changes}: "
                                          f"{exc.message}") from exc
         return {**result, "retry": f"scf retried ({changes})"}
+
+    def stop(self) -> None:
+        stop_all_runs()
 
     def isolated_atom_energy(self, symbol: str, workdir: str | os.PathLike[str]) -> float:
         try:

@@ -2,12 +2,14 @@
 from pathlib import Path
 
 from alflow import logs
+from alflow.cp2k import exit_on_sigterm
 from alflow.io import write_json
 from alflow.labelling import isolated_atom_cached
 from alflow.reference import make_reference
 
 sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])
+exit_on_sigterm()  # a cancelled job stops its CP2K runs too
 e0s = sm.params.e0s
 if e0s == "auto":
     ref = make_reference(sm.config["reference"], mpi=sm.resources.mpi, tasks=sm.resources.tasks,

@@ -1,11 +1,13 @@
 """Label one chunk with the reference; failures are kept aside, not lost."""
 from alflow import logs
+from alflow.cp2k import exit_on_sigterm
 from alflow.config import ConfigError, ranks_per_structure
 from alflow.labelling import RelabelRefused, SystematicFailure, label_chunk
 from alflow.reference import make_reference
 
 sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])
+exit_on_sigterm()  # a cancelled job stops its CP2K runs too
 # The level of theory is in params (provenance); the binary, the launcher and
 # the time limit are read from the config: they never rerun a label.
 # `concurrent` singlepoints at once share the job's ranks

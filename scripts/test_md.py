@@ -3,12 +3,14 @@ split into label chunks."""
 import time
 
 from alflow import logs
+from alflow.cp2k import exit_on_sigterm
 from alflow.io import write_frames
 from alflow.refmd import reference_md_frames
 from alflow.structures import load_structures, split_chunks
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 log = logs.to_file(sm.log[0])
+exit_on_sigterm()  # a cancelled job stops its CP2K runs too
 p = sm.params
 md = p.md
 start = time.perf_counter()

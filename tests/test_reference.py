@@ -2,6 +2,7 @@
 chunk labelling, caches, resume."""
 from __future__ import annotations
 
+import os
 import re
 
 import shutil
@@ -446,3 +447,55 @@ def test_split_streams_keeps_neighbours_together():
     assert split_streams([1, 0], 4) == [[1], [0]]
     assert split_streams([], 3) == []
     assert [len(s) for s in split_streams(list(range(10)), 4)] == [3, 3, 2, 2]
+
+
+HANGING_RUN = '''
+import sys
+from alflow.cp2k import exit_on_sigterm
+from alflow.labelling import label_chunk
+from alflow.reference import make_reference
+
+exit_on_sigterm()
+ref = make_reference({"kind": "cp2k", "cp2k": {"template": sys.argv[1], "mpi": "",
+                      "command": "bash -c 'sleep 300'"}}, concurrent=2)
+label_chunk(sys.argv[2] + "/in.xyz", sys.argv[2] + "/out.xyz", sys.argv[2] + "/failed.xyz", ref,
+            sys.argv[2] + "/work")
+'''
+
+
+def processes_in(directory: Path) -> list[int]:
+    """Processes whose working directory is under ``directory``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(directory):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_a_cancelled_job_stops_every_structure_running_side_by_side(tmp_path):
+    """A label job cancelled (SIGTERM) while two structures run at once stops
+    both runs and starts no other, and writes no chunk output. The runs
+    stand in for a CP2K that hangs (`bash -c 'sleep 300'` as the command:
+    this is about processes, not CP2K)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ase.io.write(tmp_path / "in.xyz", walker_frames(4))
+    proc = subprocess.Popen([sys.executable, "-c", HANGING_RUN, str(XTB), str(tmp_path)])
+    deadline = time.monotonic() + 60
+    while len(processes_in(tmp_path / "work")) < 2:  # both streams' first structures
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 30  # not the 300 s of the runs
+    assert processes_in(tmp_path / "work") == []
+    assert len(list((tmp_path / "work").glob("struct_*/label.inp"))) == 2  # nothing else started
+    assert not (tmp_path / "out.xyz").exists() and not (tmp_path / "failed.xyz").exists()

@@ -28,8 +28,8 @@ from .checks import BASIS_METHODS, check_elements, data_directory, needs_basis
 from .inputs import make_input, render_input, safer_scf, singlepoint_tree, wavefunction_guess
 from .isolated import ATOM_BOX, ground_state_multiplicity, isolated_atom_energy, isolated_atom_tree
 from .output import ABORT_MARKER, END_MARKER, ERROR_KINDS, Cp2kError, parse_output, scf_steps
-from .runner import (INPUT_NAME, LOG_NAME, OUTPUT_NAME, SCRATCH_PATTERNS, launch_command,
-                     launch_environment, run_cp2k, run_input)
+from .runner import (INPUT_NAME, LOG_NAME, OUTPUT_NAME, SCRATCH_PATTERNS, exit_on_sigterm,
+                     launch_command, launch_environment, run_cp2k, run_input, stop_all_runs)
 from .template import Cp2kTemplate, load_template
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "Cp2kTemplate",
     "check_elements",
     "data_directory",
+    "exit_on_sigterm",
     "ground_state_multiplicity",
     "isolated_atom_energy",
     "isolated_atom_tree",
@@ -61,5 +62,6 @@ __all__ = [
     "safer_scf",
     "scf_steps",
     "singlepoint_tree",
+    "stop_all_runs",
     "wavefunction_guess",
 ]

@@ -18,7 +18,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 # --------------------------------------------------------------------------
 
 #: Machine-readable failure kinds of :class:`Cp2kError`.
-ERROR_KINDS = ("scf_not_converged", "crashed", "truncated", "parse_error", "timeout")
+ERROR_KINDS = ("scf_not_converged", "crashed", "truncated", "parse_error", "timeout", "interrupted")
 
 
 class Cp2kError(RuntimeError):

@@ -14,6 +14,8 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,6 +36,12 @@ _OPENMPI_LAUNCHERS = {"mpirun", "mpiexec", "orterun"}
 WALLTIME_MARKER = "exceeded requested execution time"
 #: Seconds between SIGTERM and SIGKILL for a run past its limit.
 TERM_GRACE_S = 10.0
+
+# CP2K runs this process waits for (several when a label job runs structures
+# side by side in threads), so that an interrupted job stops all of them.
+_LIVE: set[subprocess.Popen[str]] = set()
+_LIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()
 
 
 def kill_after(timeout: float) -> float:
@@ -180,17 +188,65 @@ def launch_environment(argv: Sequence[str], cpus_per_task: int,
 
 def _execute(argv: list[str], workdir: Path, env: dict[str, str], timeout: float | None) -> tuple[int, str]:
     """Run ``argv`` in its own process group; (exit status, stdout+stderr)."""
-    proc = subprocess.Popen(
-        argv,
-        cwd=workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        start_new_session=True,
-    )
+    with _LIVE_LOCK:
+        if _STOPPING.is_set():
+            raise Cp2kError("interrupted", "the job is being stopped: CP2K was not started")
+        proc = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        _LIVE.add(proc)
+    try:
+        return _wait(proc, workdir, timeout)
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
+
+
+def stop_all_runs() -> int:
+    """Stop every CP2K run of this process (their whole process groups:
+    SIGTERM, SIGKILL after :data:`TERM_GRACE_S`) and start no new one: for
+    a job that is interrupted while structures run side by side. Returns
+    how many runs were stopped."""
+    with _LIVE_LOCK:
+        _STOPPING.set()
+        procs = list(_LIVE)
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + TERM_GRACE_S
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+    return len(procs)
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (``scancel``, a local Snakemake stopping its jobs) into
+    SystemExit in the main thread, so that the CP2K runs of the job are
+    stopped (:func:`stop_all_runs`, or the waiting caller's own clean-up)
+    instead of being left running without it."""
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _signal_group(proc: subprocess.Popen[str], signum: int) -> None:
+    try:
+        os.killpg(proc.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _wait(proc: subprocess.Popen[str], workdir: Path, timeout: float | None) -> tuple[int, str]:
     try:
         log, _ = proc.communicate(timeout=kill_after(timeout) if timeout else None)
     except subprocess.TimeoutExpired:
