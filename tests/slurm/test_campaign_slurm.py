@@ -74,6 +74,12 @@ def timeout_run(slurm_env, tmp_path_factory):
     log.close()
 
 
+def sigint_default() -> None:
+    """SIGINT as in a terminal, even when the tests run in the background of
+    a non-interactive shell (which starts them with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_for(predicate, timeout: float, proc: subprocess.Popen, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -108,7 +114,7 @@ def test_campaign_through_slurm_survives_a_kill(slurm_env, timeout_run, tmp_path
     first = (wd / "first.out").open("w")
     t0 = time.monotonic()
     proc = subprocess.Popen(snakemake(wd, *packed), cwd=wd, env=slurm_env, stdout=first,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, preexec_fn=sigint_default)
     wait_for(lambda: all(c.exists() for c in chunks)
              and "group_committee_000" in (wd / "first.out").read_text(), 600, proc, "training")
     proc.send_signal(signal.SIGINT)
