@@ -219,7 +219,7 @@ def label_chunk(
     results: dict[int, Atoms] = {}
     failures: Counter[str] = Counter()
 
-    stopping = threading.Event()
+    stopping, counting = threading.Event(), threading.Lock()
 
     def label_stream(stream: list[int]) -> None:
         """Label frames in turn, each SCF starting from the wavefunction of
@@ -240,7 +240,8 @@ def label_chunk(
                     guesses[species] = structdir / reference.GUESS_NAME
             except LabelFailure as exc:
                 results[k] = _failed_frame(atoms, exc)
-                failures[exc.kind] += 1
+                with counting:
+                    failures[exc.kind] += 1
                 log.warning("structure %d/%d FAILED (%s): %s", k + 1, len(frames), exc.kind,
                             exc.message)
 
