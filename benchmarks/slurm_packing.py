@@ -1,7 +1,8 @@
 """Batch jobs and wall time of a tiny xTB campaign: local vs SLURM one job per
 rule and wildcard, SLURM with the packing settings of the template profile
-(profiles/slurm: groups committee_{it} and label_{stage}, the sample packs as
-a job array, committee.train_in_one_job), the same with one label chunk and one
+(profiles/slurm: group committee_{it}, the sample packs as a job array,
+committee.train_in_one_job, one job per label chunk, 2 singlepoints at once
+in each), the same with one label chunk and one
 walker pack per iteration, and inside one allocation (profiles/slurm-allocation,
 driven by one sbatch job; its wall time is also measured inside that job).
 
@@ -30,7 +31,7 @@ STATEDIR = os.environ.get("ALFLOW_SLURM_STATEDIR", "/tmp/slurm")
 
 ONE_JOB = {"committee": {"train_in_one_job": True}}
 LARGE = {"selection": {"chunk_size": 8}, "sampling": {"packs": 1}}
-PACKED = packing_args(ranks=2)
+PACKED = packing_args()  # the test profile: label tasks 4, concurrent 2
 VARIANTS = {  # name: (where, config overrides, extra snakemake arguments)
     "local": ("local", {}, []),
     "slurm, a job per rule and wildcard": ("slurm", {}, []),
