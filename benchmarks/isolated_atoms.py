@@ -5,7 +5,8 @@ The template is config/cp2k/water_pbe.inp (PBE-D3, DZVP-MOLOPT-SR-GTH, OT
 DIIS + FULL_SINGLE_INVERSE, EPS_SCF 1e-6), at the CUTOFF of each
 ``--cutoffs`` value (the issue's user had 300 Ry; the shipped file has 400).
 
-- ``before``: the former ``_atom_scf``: the template's OT (minimizer and
+- ``before``: the former settings (``atom_scf(..., kinetic=False)``, what
+  xTB still gets): the template's OT (minimizer and
   preconditioner, DIIS / FULL_SINGLE_INVERSE when none), MAX_SCF
   min(template, 50), outer SCF up to 20 loops.
 - ``after``: :func:`alflow.cp2k.isolated_atom_tree` as it is now.
@@ -27,11 +28,12 @@ import argparse
 import re
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
 from alflow.cp2k import Cp2kError, isolated_atom_tree, load_template, render_input, run_input
+from alflow.cp2k.isolated import atom_scf
 
 REPO = Path(__file__).resolve().parent.parent
 PBE = REPO / "config" / "cp2k" / "water_pbe.inp"
@@ -41,26 +43,13 @@ _ENERGY = re.compile(r"ENERGY\| Total FORCE_EVAL \( QS \) energy \[a\.u\.\]:\s+(
 _OUTER = re.compile(r"outer SCF loop (?:converged in|FAILED to converge after)\s+(\d+)\s+iterations or\s+(\d+)\s+steps")
 
 
-def former_atom_scf(scf: Mapping[str, Any]) -> dict[str, Any]:
-    """The isolated-atom SCF before 2026-11-29 (alflow.cp2k.isolated._atom_scf)."""
-    dropped = ("+smear", "+mixing", "+diagonalization", "added_mos", "scf_guess", "+outer_scf")
-    new = {key: value for key, value in scf.items() if key not in dropped}
-    new["scf_guess"] = "atomic"
-    new["max_scf"] = min(int(scf.get("max_scf", 50)), 50)
-    ot = dict(scf.get("+ot", {}))
-    ot["_"] = True
-    ot.setdefault("minimizer", "diis")
-    ot.setdefault("preconditioner", "full_single_inverse")
-    new["+ot"] = ot
-    new["+outer_scf"] = {"_": True, "max_scf": 20, "eps_scf": float(scf.get("eps_scf", 1e-6))}
-    return new
-
-
 def atom_input(template_path: Path, symbol: str, settings: str) -> str:
     template = load_template(template_path)
     tree = isolated_atom_tree(template, symbol)
     if settings == "before":
-        tree["+force_eval"][0]["+dft"]["+scf"] = former_atom_scf(template.tree["+force_eval"][0]["+dft"]["+scf"])
+        # the former settings are those a method without a kinetic matrix still gets
+        tree["+force_eval"][0]["+dft"]["+scf"] = atom_scf(template.tree["+force_eval"][0]["+dft"]["+scf"],
+                                                         kinetic=False)
     return render_input(tree, template.xmlspec)
 
 

@@ -52,7 +52,7 @@ def isolated_atom_energy(
     spin-polarised (UKS) with the ground-state multiplicity
     (:func:`ground_state_multiplicity`) and charge 0.  The template's SCF
     algorithm is replaced by orbital transformation (OT) with an outer SCF
-    loop and an atomic guess (see :func:`_atom_scf`), because diagonalisation
+    loop and an atomic guess (see :func:`atom_scf`), because diagonalisation
     with density mixing does not converge (it oscillates between the
     degenerate orbitals of an open shell) and smearing would add an entropy
     term.  Other settings (method, basis, cutoffs, XC, EPS_DEFAULT, EPS_SCF)
@@ -75,7 +75,7 @@ def isolated_atom_tree(template: Cp2kTemplate, symbol: str, box: float = ATOM_BO
     dft["uks"] = True
     dft["multiplicity"] = ground_state_multiplicity(symbol)
     dft["charge"] = 0
-    dft["+scf"] = _atom_scf(dft.get("+scf", {}), _has_kinetic_matrix(tree))
+    dft["+scf"] = atom_scf(dft.get("+scf", {}), _has_kinetic_matrix(tree))
     return tree
 
 
@@ -93,7 +93,7 @@ def _has_kinetic_matrix(tree: Mapping[str, Any]) -> bool:
     return str(qs.get("method", "gpw")).lower() in BASIS_METHODS
 
 
-def _atom_scf(scf: Mapping[str, Any], kinetic: bool = True) -> dict[str, Any]:
+def atom_scf(scf: Mapping[str, Any], kinetic: bool = True) -> dict[str, Any]:
     """SCF settings for a free atom: OT + outer loop, no smearing/mixing.
 
     The template's EPS_SCF is kept (the outer loop's, default 1e-6).  With a
