@@ -247,6 +247,57 @@ def campaign_arm(system: str, arm: str, cfg: dict, seed: int, tests: dict, e0s: 
              "cost": int(r["n_labels"])} for _, r in table.iterrows()]
 
 
+def emt_pool(it_dir: Path, min_distance_fraction: float) -> list:
+    """The sane frames the walkers sampled in one iteration, each with its
+    true max atomic force error (eV/Å) of the sampling committee and EMT labels."""
+    from ase.calculators.emt import EMT
+
+    from alflow.io import read_many
+    from alflow.reference import labelled_copy
+    from alflow.selection import deviation, is_sane
+
+    frames = read_many(sorted((it_dir / "sample").glob("pack_*.xyz")))
+    out = []
+    for atoms in frames:
+        if not (np.isfinite(deviation(atoms)) and is_sane(atoms, min_distance_fraction)):
+            continue
+        calc = EMT()
+        energy, forces = calc.get_potential_energy(atoms), calc.get_forces(atoms)
+        labelled = labelled_copy(atoms, energy, forces, calc.get_stress(atoms))
+        err = np.linalg.norm(atoms.arrays["committee_forces"] - forces, axis=1).max()
+        labelled.info["true_error"] = float(err)
+        labelled.info["origin"] = f"{it_dir.name}:{atoms.info['walker']}:{atoms.info['step']}"
+        out.append(labelled)
+    return out
+
+
+def ranking(pool: list, k: int) -> dict:
+    """How well the committee deviation ranks the true error over a pool
+    (:func:`emt_pool`): Spearman rho, the share of the k largest true errors
+    among the k largest deviations, the median true error / deviation."""
+    from scipy.stats import spearmanr
+
+    dev = np.array([a.info["committee_force_dev"] for a in pool])
+    err = np.array([a.info["true_error"] for a in pool])
+    top = set(np.argsort(-err)[:k])
+    return {"frames": len(pool), "k": k, "spearman": float(spearmanr(dev, err).statistic),
+            "top_k_recall": len(top & set(np.argsort(-dev)[:k])) / k,
+            "scale_median": float(np.median(err / dev))}
+
+
+def pool_ranking(wd: Path, iteration: int, cache: dict) -> dict:
+    """:func:`ranking` of what one iteration's walkers sampled (Cu/EMT only:
+    true errors cost nothing there), cached like :func:`scores`."""
+    key = f"{wd.parent.name}/{wd.name}/{iteration}/pool"
+    if key not in cache:
+        cfg = yaml.safe_load((wd / "config.yaml").read_text())
+        it_dir = wd / "results" / f"iter_{iteration:03d}"
+        pool = emt_pool(it_dir, cfg["selection"].get("min_distance_fraction", 0.6))
+        k = cfg["selection"]["max_selected"]
+        cache[key] = {f"pool_{n}": v for n, v in ranking(pool, k).items()}
+    return cache[key]
+
+
 def max_force_errors(predictions: pd.DataFrame) -> np.ndarray:
     """Per frame: the max over atoms of |F_pred - F_ref| (eV/Å), from the
     long table of :func:`alflow.metrics.evaluate`."""
@@ -256,23 +307,29 @@ def max_force_errors(predictions: pd.DataFrame) -> np.ndarray:
     return per_atom.groupby(level="structure").max().to_numpy()
 
 
+def committee_scores(models: list[str], tests: dict) -> dict:
+    """Force RMSE and p95 max atomic force error (meV/Å) of a committee (its
+    model files) on each test set."""
+    from alflow.io import read_frames
+    from alflow.metrics import evaluate, load_committee
+
+    calc = load_committee(sorted(str(m) for m in models), "cpu", "float64")
+    out = {}
+    for name, path in tests.items():
+        result, pred = evaluate(calc, read_frames(path), return_predictions=True)
+        out[f"rmse_{name}"] = result["force_rmse_meV_per_A"]
+        out[f"p95_{name}"] = 1000 * float(np.percentile(max_force_errors(pred), 95))
+    return out
+
+
 def scores(wd: Path, iteration: int, tests: dict, cache: dict) -> dict:
-    """Force RMSE and p95 max atomic force error (meV/Å) of one committee on
-    each test set, cached in the campaign's directory."""
+    """:func:`committee_scores` of one iteration's committee of a campaign,
+    cached in the campaign's directory."""
     key = f"{wd.parent.name}/{wd.name}/{iteration}"
     if key not in cache:
-        from alflow.io import read_frames
-        from alflow.metrics import evaluate, load_committee
-
-        models = sorted(str(p) for p in (wd / "results" / f"iter_{iteration:03d}" / "models")
-                        .glob("member_*.model"))
-        calc = load_committee(models, "cpu", "float64")
-        out = {}
-        for name, path in tests.items():
-            result, pred = evaluate(calc, read_frames(path), return_predictions=True)
-            out[f"rmse_{name}"] = result["force_rmse_meV_per_A"]
-            out[f"p95_{name}"] = 1000 * float(np.percentile(max_force_errors(pred), 95))
-        cache[key] = out
+        cache[key] = committee_scores(
+            list((wd / "results" / f"iter_{iteration:03d}" / "models").glob("member_*.model")),
+            tests)
     return cache[key]
 
 
@@ -373,6 +430,8 @@ def run_system(system: str, arms: list[str], seeds: list[int], cores: int) -> pd
                          for r in refmd_arm(system, cfg, seed, sizes, tests, e0s, cores)]
             for r in rows:
                 r.update(scores(Path(r["wd"]), r["iteration"], tests, cache))
+                if system == "emt" and r["arm"] != "refmd" and r["iteration"] > 0:
+                    r.update(pool_ranking(Path(r["wd"]), r["iteration"], cache))
             cache_path.write_text(json.dumps(cache))
             # what has finished so far, for --report-only while the rest runs
             pd.DataFrame(rows).assign(system=system).to_csv(BENCH / f"{system}_partial.csv",
@@ -439,6 +498,14 @@ def report(df: pd.DataFrame) -> None:
     summary.to_csv(BENCH / "summary.csv", index=False)
     print("\nCost to reach R, arm / versus (95 % interval over seeds, paired resampling):")
     print(summary.to_string(index=False, float_format=fmt))
+    if "pool_spearman" in df:
+        print("\nThe committee deviation as a ranking of the true max atomic force error over "
+              "all sane frames the walkers sampled (Cu/EMT; mean over seeds):")
+        ranked = df.dropna(subset=["pool_spearman"])
+        print(ranked.groupby(["system", "arm", "iteration"])[
+            ["pool_spearman", "pool_top_k_recall", "pool_scale_median"]].mean().round(2)
+            .join(ranked.groupby(["system", "arm", "iteration"])["seed"].nunique()
+                  .rename("seeds")).to_string())
     last = df.sort_values("n_labels").groupby(["system", "arm", "seed"]).tail(1)
     valid = pd.DataFrame([{"system": r["system"], "arm": r["arm"], "seed": r["seed"],
                            **stability(Path(r["wd"]))} for _, r in last.iterrows()])
