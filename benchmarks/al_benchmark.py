@@ -6,7 +6,9 @@ iteration and seeds:
 - ``active``: the campaign with the workflow's defaults (calibrated trust
   levels, committee selection, 2 audit frames per iteration);
 - variants of it (``size4``, ``bagging``, ``size4_bagging``): the committee
-  measurements behind the defaults;
+  measurements behind the defaults; ``size4_2members`` (and so on) scores the
+  first 2 members of each 4-member committee, separating what its data is
+  worth from the plain benefit of averaging 4 models;
 - ``random``: ``selection.strategy: random``, uniform over the sane sampled
   frames;
 - ``refmd``: no active learning: committees trained on N frames of MD with the
@@ -322,14 +324,15 @@ def committee_scores(models: list[str], tests: dict) -> dict:
     return out
 
 
-def scores(wd: Path, iteration: int, tests: dict, cache: dict) -> dict:
-    """:func:`committee_scores` of one iteration's committee of a campaign,
-    cached in the campaign's directory."""
-    key = f"{wd.parent.name}/{wd.name}/{iteration}"
+def scores(wd: Path, iteration: int, tests: dict, cache: dict, members: int = 0) -> dict:
+    """:func:`committee_scores` of one iteration's committee of a campaign
+    (``members`` > 0: of its first members only), cached in the campaign's
+    directory."""
+    key = f"{wd.parent.name}/{wd.name}/{iteration}" + (f"/first{members}" if members else "")
     if key not in cache:
-        cache[key] = committee_scores(
-            list((wd / "results" / f"iter_{iteration:03d}" / "models").glob("member_*.model")),
-            tests)
+        models = sorted((wd / "results" / f"iter_{iteration:03d}" / "models")
+                        .glob("member_*.model"), key=lambda p: int(p.stem.split("_")[1]))
+        cache[key] = committee_scores(models[:members] if members else models, tests)
     return cache[key]
 
 
@@ -345,32 +348,32 @@ def labels_to_reach(x, y, target: float) -> float:
     return math.nan
 
 
-def mean_curve(df: pd.DataFrame, arm: str, seeds, metric: str) -> pd.DataFrame:
-    parts = [df[(df["arm"] == arm) & (df["seed"] == s)] for s in seeds]
-    both = pd.concat(parts)
-    return both.groupby("n_labels", as_index=False)[["cost", metric]].mean()
-
-
-def ratio_vs(df: pd.DataFrame, arm: str, other: str, seeds, metric: str) -> tuple[float, float]:
-    """Cost for ``arm`` to reach R over cost for ``other`` to reach R. R is the
-    final value of ``other`` (random), or, against refmd, the worse of the two
-    final values so that both curves reach it."""
-    a, b = mean_curve(df, arm, seeds, metric), mean_curve(df, other, seeds, metric)
-    if a.empty or b.empty:
-        return math.nan, math.nan
-    target = b[metric].iloc[-1] if other == "random" else max(a[metric].iloc[-1],
-                                                              b[metric].iloc[-1])
-    return labels_to_reach(a["cost"], a[metric], target) / \
-        labels_to_reach(b["cost"], b[metric], target), target
+def ratio_of(cost_a, y_a, cost_b, y_b, versus_random: bool) -> tuple[float, float]:
+    """Cost for curve a to reach R over cost for curve b to reach R. R is the
+    final value of b (random), or, against refmd, the worse of the two final
+    values so that both curves reach it."""
+    target = y_b[-1] if versus_random else max(y_a[-1], y_b[-1])
+    return labels_to_reach(cost_a, y_a, target) / labels_to_reach(cost_b, y_b, target), target
 
 
 def interval(df: pd.DataFrame, arm: str, other: str, seeds: list[int], metric: str,
              n_boot: int = 1000) -> dict:
-    ratio, target = ratio_vs(df, arm, other, seeds, metric)
+    """:func:`ratio_of` the seed-averaged curves of ``arm`` and ``other``, with
+    a 95 % interval from resampling the seeds (paired: one resample for both)."""
+    tables = []
+    for a in (arm, other):
+        sub = df[(df["arm"] == a) & df["seed"].isin(seeds)]
+        tables += [sub.pivot_table(index="seed", columns="n_labels", values=v)
+                   .reindex(seeds).to_numpy(float) for v in ("cost", metric)]
+
+    def at(rows) -> tuple[float, float]:
+        means = [np.nanmean(t[rows], axis=0) for t in tables]
+        return ratio_of(*means, versus_random=other == "random")
+
+    ratio, target = at(np.arange(len(seeds)))
     rng = np.random.default_rng(0)
-    boot = [ratio_vs(df, arm, other, list(rng.choice(seeds, len(seeds))), metric)[0]
-            for _ in range(n_boot)]
-    boot = np.asarray(boot, float)
+    boot = np.asarray([at(rng.integers(0, len(seeds), len(seeds)))[0]
+                       for _ in range(n_boot)], float)
     reached = np.isfinite(boot)
     lo, hi = (np.percentile(boot[reached], [2.5, 97.5]) if reached.any() else (math.nan,) * 2)
     return {"ratio": ratio, "lower": lo, "upper": hi, "R": target,
@@ -378,13 +381,14 @@ def interval(df: pd.DataFrame, arm: str, other: str, seeds: list[int], metric: s
 
 
 def stops(df: pd.DataFrame, system: str) -> pd.DataFrame:
-    """The stop rule read from each active campaign's calibration.json."""
+    """The stop rule read from the calibration.json of each campaign that
+    selects by its committee (active and its variants)."""
     from alflow.calibration import stop_decision
     from alflow.io import read_json
 
     rows = []
-    act = df[df["arm"] == "active"]
-    for seed, runs in act.groupby("seed"):
+    act = df[df["arm"].isin([a for a in ARMS if ARMS[a] is not None and a != "random"])]
+    for (arm, seed), runs in act.groupby(["arm", "seed"]):
         runs = runs.sort_values("iteration")
         wd = Path(runs["wd"].iloc[0])
         min_surv = yaml.safe_load((wd / "config.yaml").read_text())["convergence"].get(
@@ -402,7 +406,7 @@ def stops(df: pd.DataFrame, system: str) -> pd.DataFrame:
                     break
             test = dict(zip(runs["iteration"], runs["rmse_in"]))
             first = next((i for i, v in test.items() if v <= target), None)
-            rows.append({"system": system, "seed": seed, "target": target,
+            rows.append({"system": system, "arm": arm, "seed": seed, "target": target,
                          "stop_iteration": stop,
                          "test_rmse_at_stop": test.get(stop) if stop is not None else None,
                          "first_iteration_test_below": first,
@@ -424,12 +428,18 @@ def run_system(system: str, arms: list[str], seeds: list[int], cores: int) -> pd
                 continue
             found = campaign_arm(system, arm, cfg, seed, tests, e0s, cores)
             rows += [{**r, "arm": arm, "seed": seed} for r in found]
+            if ARMS[arm].get("committee", {}).get("size", 2) > 2:
+                # what the bigger committee's data is worth to a 2-member one:
+                # its mean is more accurate by itself, whatever it selected
+                rows += [{**r, "arm": f"{arm}_2members", "seed": seed, "members": 2}
+                         for r in found]
             if arm == "active" and "refmd" in arms:
                 sizes = sorted({r["n_labels"] for r in found})
                 rows += [{**r, "arm": "refmd", "seed": seed}
                          for r in refmd_arm(system, cfg, seed, sizes, tests, e0s, cores)]
             for r in rows:
-                r.update(scores(Path(r["wd"]), r["iteration"], tests, cache))
+                r.update(scores(Path(r["wd"]), r["iteration"], tests, cache,
+                                members=int(r.get("members") or 0)))
                 if system == "emt" and r["arm"] != "refmd" and r["iteration"] > 0:
                     r.update(pool_ranking(Path(r["wd"]), r["iteration"], cache))
             cache_path.write_text(json.dumps(cache))
@@ -516,8 +526,16 @@ def report(df: pd.DataFrame) -> None:
               .round(2).to_string())
     stop = pd.concat([stops(df[df["system"] == s], s) for s in df["system"].unique()])
     stop.to_csv(BENCH / "stops.csv", index=False)
-    print("\nThe stop rule (active arm), per seed and target (meV/Å):")
+    print("\nThe stop rule, per arm, seed and target (meV/Å):")
     print(stop.to_string(index=False, float_format=fmt))
+    if not stop.empty:
+        print("\nThe stop rule, per arm and target: stops, honest stops (test RMSE at the stop "
+              "<= 1.25x target and not late), seeds whose test RMSE reached the target:")
+        print(stop.assign(stopped=stop["stop_iteration"].notna(),
+                          honest=stop["within_1.25x"].eq(True) & stop["not_late"].eq(True),
+                          reached=stop["first_iteration_test_below"].notna())
+              .groupby(["system", "arm", "target"])[["stopped", "honest", "reached"]].sum()
+              .to_string())
 
 
 if __name__ == "__main__":
