@@ -249,33 +249,38 @@ def campaign_arm(system: str, arm: str, cfg: dict, seed: int, tests: dict, e0s: 
              "cost": int(r["n_labels"])} for _, r in table.iterrows()]
 
 
-def emt_pool(it_dir: Path, min_distance_fraction: float) -> list:
-    """The sane frames the walkers sampled in one iteration, each with its
-    true max atomic force error (eV/Å) of the sampling committee and EMT labels."""
-    from ase.calculators.emt import EMT
+def true_error_pool(wd: Path, iteration: int) -> list:
+    """The sane frames the walkers of a campaign sampled in one iteration,
+    labelled by the campaign's own reference, each with the true max atomic
+    force error (eV/Å) of the committee that sampled it (``info['true_error']``).
+    Meant for references that cost nothing (Cu/EMT)."""
+    import tempfile
 
+    from alflow import FORCES_KEY
     from alflow.io import read_many
-    from alflow.reference import labelled_copy
+    from alflow.reference import make_reference
     from alflow.selection import deviation, is_sane
 
-    frames = read_many(sorted((it_dir / "sample").glob("pack_*.xyz")))
+    cfg = yaml.safe_load((wd / "config.yaml").read_text())
+    ref = make_reference(cfg["reference"], mpi="")
+    min_distance = cfg["selection"].get("min_distance_fraction", 0.6)
+    it_dir = wd / "results" / f"iter_{iteration:03d}"
     out = []
-    for atoms in frames:
-        if not (np.isfinite(deviation(atoms)) and is_sane(atoms, min_distance_fraction)):
-            continue
-        calc = EMT()
-        energy, forces = calc.get_potential_energy(atoms), calc.get_forces(atoms)
-        labelled = labelled_copy(atoms, energy, forces, calc.get_stress(atoms))
-        err = np.linalg.norm(atoms.arrays["committee_forces"] - forces, axis=1).max()
-        labelled.info["true_error"] = float(err)
-        labelled.info["origin"] = f"{it_dir.name}:{atoms.info['walker']}:{atoms.info['step']}"
-        out.append(labelled)
+    with tempfile.TemporaryDirectory() as work:
+        for atoms in read_many(sorted((it_dir / "sample").glob("pack_*.xyz"))):
+            if not (np.isfinite(deviation(atoms)) and is_sane(atoms, min_distance)):
+                continue
+            labelled = ref.label(atoms, work)
+            labelled.info["true_error"] = float(np.linalg.norm(
+                atoms.arrays["committee_forces"] - labelled.arrays[FORCES_KEY], axis=1).max())
+            labelled.info["origin"] = f"{it_dir.name}:{atoms.info['walker']}:{atoms.info['step']}"
+            out.append(labelled)
     return out
 
 
 def ranking(pool: list, k: int) -> dict:
     """How well the committee deviation ranks the true error over a pool
-    (:func:`emt_pool`): Spearman rho, the share of the k largest true errors
+    (:func:`true_error_pool`): Spearman rho, the share of the k largest true errors
     among the k largest deviations, the median true error / deviation."""
     from scipy.stats import spearmanr
 
@@ -292,11 +297,9 @@ def pool_ranking(wd: Path, iteration: int, cache: dict) -> dict:
     true errors cost nothing there), cached like :func:`scores`."""
     key = f"{wd.parent.name}/{wd.name}/{iteration}/pool"
     if key not in cache:
-        cfg = yaml.safe_load((wd / "config.yaml").read_text())
-        it_dir = wd / "results" / f"iter_{iteration:03d}"
-        pool = emt_pool(it_dir, cfg["selection"].get("min_distance_fraction", 0.6))
-        k = cfg["selection"]["max_selected"]
-        cache[key] = {f"pool_{n}": v for n, v in ranking(pool, k).items()}
+        k = yaml.safe_load((wd / "config.yaml").read_text())["selection"]["max_selected"]
+        cache[key] = {f"pool_{n}": v for n, v in ranking(true_error_pool(wd, iteration),
+                                                          k).items()}
     return cache[key]
 
 

@@ -65,13 +65,17 @@ def retrain(wd: Path, cfg: dict, it: int, new: list, rule: str, seed: int, run_d
     from alflow.io import read_frames, read_json, write_frames
     from alflow.training import member_seed, train_members
 
+    com = cfg["committee"]
+    if com.get("bagging") or cfg["sampling"].get("pressures") or not com.get("finetune", True):
+        raise ValueError(f"{wd}: retrain() reproduces fine-tuned members on the whole training "
+                         "set without stress; this campaign bags, trains stress or does not "
+                         "fine-tune")
     prev = wd / "results" / f"iter_{it - 1:03d}"
     train, valid = dataset.split(new, cfg["dataset"]["valid_fraction"], f"iter_{it:03d}",
                                  seed=cfg["seed"])
     run_dir.mkdir(parents=True, exist_ok=True)
     write_frames(run_dir / "train.xyz", read_frames(prev / "dataset" / "train.xyz") + train)
     write_frames(run_dir / "valid.xyz", read_frames(prev / "dataset" / "valid.xyz") + valid)
-    com = cfg["committee"]
     e0s = read_json(wd / "results" / "reference" / "e0s.json")["e0s"]
     shift = RESEED if rule == "active_reseed" else 0
     members = []
@@ -100,7 +104,7 @@ def run(seeds: list[int], iterations: list[int]) -> tuple[pd.DataFrame, pd.DataF
         cfg = yaml.safe_load((wd / "config.yaml").read_text())
         for it in iterations:
             it_dir = wd / "results" / f"iter_{it:03d}"
-            pool = alb.emt_pool(it_dir, cfg["selection"].get("min_distance_fraction", 0.6))
+            pool = alb.true_error_pool(wd, it)
             by_origin = {a.info["origin"]: a for a in pool}
             campaign = read_frames(it_dir / "label" / "chunk_0.xyz")
             k = len(campaign)
