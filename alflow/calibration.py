@@ -123,6 +123,19 @@ def audit_estimate(frame_rmse, *, seed: int = 0, n_boot: int = 2000,
             "n_frames": int(sq.size), "level": level}
 
 
+def pooled_audit(tables: list[pd.DataFrame], *, seed: int = 0, level: float = 0.95) -> dict:
+    """:func:`audit_estimate` over the audit frames of several iterations'
+    calibration tables (:func:`frame_errors` with an ``iteration`` column),
+    with the ``iterations`` they came from. Each table measured the committee
+    that sampled it: pooling an older, worse committee's audit only raises the
+    estimate (benchmarks/stop_rule.py measures by how much)."""
+    pooled = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
+    audit = pooled[pooled["selected_by"] == AUDIT]
+    iterations = sorted(int(i) for i in audit["iteration"].unique()) if len(audit) else []
+    return {**audit_estimate(audit["true_force_rmse"], seed=seed, level=level),
+            "iterations": iterations}
+
+
 def fit_scale(deviation, error) -> float | None:
     """The scale s of ``error ≈ s × deviation``: the median ratio of the true
     max atomic force error to the committee's deviation over the pairs with a

@@ -78,8 +78,10 @@ EMT = {
                  "steps": 150, "save_every": 5, "timestep_fs": 2.0, "dtype": "float32"},
     "selection": {"trust_mode": "calibrated", "trust_lo": 0.05, "trust_hi": 3.0,
                   "max_selected": 8, "chunk_size": 8, "audit": 2},
-    "convergence": {"target_force_rmse": None, "accurate_ratio": 1.0,  # full budgets
-                    "audit_window": 2},
+    # full budgets; audit_window 2 (the default before 2026-11-30) also pools the
+    # calibration scale over 2 iterations: kept so that finished campaigns stay
+    # valid. stops() replays the stop rule with windows 1 and 2 from the audits
+    "convergence": {"target_force_rmse": None, "accurate_ratio": 1.0, "audit_window": 2},
     "validation": {"steps": 300, "seeds": 2, "lammps": False},
     "resources": {"label": {"mpi": ""}},
 }
@@ -384,9 +386,11 @@ def interval(df: pd.DataFrame, arm: str, other: str, seeds: list[int], metric: s
 
 
 def stops(df: pd.DataFrame, system: str) -> pd.DataFrame:
-    """The stop rule read from the calibration.json of each campaign that
-    selects by its committee (active and its variants)."""
-    from alflow.calibration import stop_decision
+    """The stop rule replayed on the real audit frames of each campaign that
+    selects by its committee (active and its variants), pooled over 1 and 2
+    iterations (``convergence.audit_window``): the campaigns run without a
+    target, so their iterations do not depend on it."""
+    from alflow.calibration import pooled_audit, stop_decision
     from alflow.io import read_json
 
     rows = []
@@ -394,28 +398,30 @@ def stops(df: pd.DataFrame, system: str) -> pd.DataFrame:
     for (arm, seed), runs in act.groupby(["arm", "seed"]):
         runs = runs.sort_values("iteration")
         wd = Path(runs["wd"].iloc[0])
-        min_surv = yaml.safe_load((wd / "config.yaml").read_text())["convergence"].get(
-            "min_walker_survival", 0.5)
-        for target in TARGETS[system]:
-            stop = None
-            for it in runs["iteration"]:
-                cal = wd / "results" / f"iter_{it:03d}" / "calibration.json"
-                if it == 0 or not cal.exists():
-                    continue
-                c = read_json(cal)
-                if stop_decision(c["audit"], c.get("walker_survival"), target,
-                                 min_surv)["converged"]:
-                    stop = it
-                    break
-            test = dict(zip(runs["iteration"], runs["rmse_in"]))
-            first = next((i for i, v in test.items() if v <= target), None)
-            rows.append({"system": system, "arm": arm, "seed": seed, "target": target,
-                         "stop_iteration": stop,
-                         "test_rmse_at_stop": test.get(stop) if stop is not None else None,
-                         "first_iteration_test_below": first,
-                         "within_1.25x": (None if stop is None else test[stop] <= 1.25 * target),
-                         "not_late": (None if stop is None or first is None
-                                      else stop <= first + 1)})
+        conv = yaml.safe_load((wd / "config.yaml").read_text())["convergence"]
+        tables, survival = {}, {}
+        for it in runs["iteration"]:
+            it_dir = wd / "results" / f"iter_{it:03d}"
+            if it > 0 and (it_dir / "calibration.csv").exists():
+                tables[it] = pd.read_csv(it_dir / "calibration.csv")
+                survival[it] = read_json(it_dir / "calibration.json").get("walker_survival")
+        test = dict(zip(runs["iteration"], runs["rmse_in"]))
+        for window in (1, 2):
+            audits = {it: pooled_audit([tables[k] for k in tables if it - window < k <= it],
+                                       seed=seed * 31 + it, level=conv.get("confidence", 0.95))
+                      for it in tables}
+            for target in TARGETS[system]:
+                stop = next((it for it in sorted(audits) if stop_decision(
+                    audits[it], survival[it], target,
+                    conv.get("min_walker_survival", 0.5))["converged"]), None)
+                first = next((i for i, v in test.items() if v <= target), None)
+                rows.append({"system": system, "arm": arm, "seed": seed, "audit_window": window,
+                             "target": target, "stop_iteration": stop,
+                             "test_rmse_at_stop": test.get(stop) if stop is not None else None,
+                             "first_iteration_test_below": first,
+                             "within_1.25x": (None if stop is None else test[stop] <= 1.25 * target),
+                             "not_late": (None if first is None or first + 1 > max(test)
+                                          else stop is not None and stop <= first + 1)})
     return pd.DataFrame(rows)
 
 
@@ -532,13 +538,16 @@ def report(df: pd.DataFrame) -> None:
     print("\nThe stop rule, per arm, seed and target (meV/Å):")
     print(stop.to_string(index=False, float_format=fmt))
     if not stop.empty:
-        print("\nThe stop rule, per arm and target: stops, honest stops (test RMSE at the stop "
-              "<= 1.25x target and not late), seeds whose test RMSE reached the target:")
+        print("\nThe stop rule, per arm, audit window and target: stops, honest stops (test RMSE "
+              "at the stop <= 1.25x target, not late), late (no stop by the iteration after the "
+              "test RMSE first reached the target, where the campaign had that iteration), "
+              "seeds whose test RMSE reached the target:")
         print(stop.assign(stopped=stop["stop_iteration"].notna(),
-                          honest=stop["within_1.25x"].eq(True) & stop["not_late"].eq(True),
+                          honest=stop["within_1.25x"].eq(True) & stop["not_late"].ne(False),
+                          late=stop["not_late"].eq(False),
                           reached=stop["first_iteration_test_below"].notna())
-              .groupby(["system", "arm", "target"])[["stopped", "honest", "reached"]].sum()
-              .to_string())
+              .groupby(["system", "arm", "audit_window", "target"])[
+                  ["stopped", "honest", "late", "reached"]].sum().to_string())
 
 
 if __name__ == "__main__":

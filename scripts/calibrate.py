@@ -14,12 +14,8 @@ table = calibration.frame_errors(read_many(sm.input.labels)).assign(iteration=it
 summary = calibration.summarize(table, stats["trust_lo"])
 # the audit frames of the last audit_window iterations (this one included)
 pooled = pd.concat([pd.read_csv(p) for p in sm.input.pooled] + [table], ignore_index=True)
-audit = pooled[pooled["selected_by"] == calibration.AUDIT]
-summary["audit"] = {
-    **calibration.audit_estimate(audit["true_force_rmse"], seed=sm.params.seed * 31 + it,
-                                 level=conv["confidence"]),
-    "iterations": sorted(int(i) for i in audit["iteration"].unique()),
-}
+summary["audit"] = calibration.pooled_audit([pooled], seed=sm.params.seed * 31 + it,
+                                            level=conv["confidence"])
 summary["scale"] = calibration.fit_scale(pooled["deviation"], pooled["true_max_force_error"])
 summary["scale_method"] = ("median of true max atomic force error / deviation over the labelled "
                            f"frames of iterations {sorted(int(i) for i in pooled['iteration'].unique())}")

@@ -85,6 +85,25 @@ def test_audit_estimate_and_its_interval():
     assert audit_estimate([])["upper"] is None
 
 
+def test_pooled_audit_takes_only_audit_frames_of_the_window():
+    import pandas as pd
+
+    from alflow.calibration import pooled_audit
+
+    def table(it, audit_rmse, selected_rmse):
+        return pd.DataFrame({"iteration": it, "selected_by": ["audit"] * len(audit_rmse)
+                             + ["balanced"] * len(selected_rmse),
+                             "true_force_rmse": audit_rmse + selected_rmse})
+
+    old, new = table(1, [0.3, 0.3], [0.9]), table(2, [0.1, 0.1], [0.5, 0.5])
+    one = pooled_audit([new])  # the selected frames (picked for their deviation) never count
+    assert one["rmse"] == pytest.approx(100) and one["n_frames"] == 2 and one["iterations"] == [2]
+    two = pooled_audit([old, new])  # an older, worse committee raises the estimate
+    assert two["rmse"] == pytest.approx(1000 * np.sqrt(0.05)) and two["iterations"] == [1, 2]
+    assert two["upper"] > one["upper"]
+    assert pooled_audit([table(1, [], [0.5])])["upper"] is None
+
+
 def test_calibration_scale_is_recovered():
     from alflow.calibration import fit_scale
 
