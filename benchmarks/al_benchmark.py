@@ -411,17 +411,22 @@ def stops(df: pd.DataFrame, system: str) -> pd.DataFrame:
                                        seed=seed * 31 + it, level=conv.get("confidence", 0.95))
                       for it in tables}
             for target in TARGETS[system]:
-                stop = next((it for it in sorted(audits) if stop_decision(
-                    audits[it], survival[it], target,
-                    conv.get("min_walker_survival", 0.5))["converged"]), None)
+                decisions = {it: stop_decision(audits[it], survival[it], target,
+                                               conv.get("min_walker_survival", 0.5))
+                             for it in sorted(audits)}
+                stop = next((it for it, d in decisions.items() if d["converged"]), None)
                 first = next((i for i, v in test.items() if v <= target), None)
+                on_time = None if first is None else decisions.get(first + 1)
                 rows.append({"system": system, "arm": arm, "seed": seed, "audit_window": window,
                              "target": target, "stop_iteration": stop,
                              "test_rmse_at_stop": test.get(stop) if stop is not None else None,
                              "first_iteration_test_below": first,
                              "within_1.25x": (None if stop is None else test[stop] <= 1.25 * target),
                              "not_late": (None if first is None or first + 1 > max(test)
-                                          else stop is not None and stop <= first + 1)})
+                                          else stop is not None and stop <= first + 1),
+                             # what held the rule back when a stop was due
+                             "held_by": (on_time["reason"] if on_time and not on_time["converged"]
+                                         and (stop is None or stop > first + 1) else None)})
     return pd.DataFrame(rows)
 
 
