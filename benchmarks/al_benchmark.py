@@ -11,6 +11,10 @@ iteration and seeds:
   worth from the plain benefit of averaging 4 models;
 - ``random``: ``selection.strategy: random``, uniform over the sane sampled
   frames;
+- ``wide`` and ``wide_random``: active and random from a wider pool, walkers
+  also at 1.3x the hottest temperature and in cells strained by ±3 % (the
+  out-of-distribution conditions): does a pool with more variety let the
+  committee's picks pay off? Compared with each other;
 - ``refmd``: no active learning: committees trained on N frames of MD with the
   reference itself at the sampling temperatures (ab initio MD), N = each
   label count of the active arm; its cost counts every MD step as a reference
@@ -25,10 +29,10 @@ force RMSE and the 95th percentile over frames of the max atomic force error.
 Ratios are computed on the learning curves averaged over seeds; their 95 %
 intervals resample the seeds (paired: one resample serves every arm).
 
-The stop rule is read from each active campaign's own records (calibration.json:
-the audit bound and the walker survival): a campaign given a target is the
-same campaign up to the iteration where it stops, so the stop for several
-targets comes from one run. It reports the stop iteration, the test RMSE of
+The stop rule is replayed from each active campaign's own records (the audit
+frames of calibration.csv, pooled over 1 and 2 iterations, and the walker
+survival): a campaign given a target is the same campaign up to the
+iteration where it stops, so the stop for several targets comes from one run. It reports the stop iteration, the test RMSE of
 the committee the campaign ends with, and the iteration at which the test
 RMSE first reached the target.
 
@@ -104,8 +108,14 @@ ARMS = {
     "bagging": {"committee": {"bagging": True}},
     "size4_bagging": {"committee": {"size": 4, "bagging": True}},
     "past_hi": {"selection": {"label_past_hi": True}},
+    # a wider pool (wide_pool): walkers also at 1.3x the hottest temperature
+    # and in cells strained by ±3 %, the out-of-distribution test conditions
+    "wide": {},
+    "wide_random": {"selection": {"strategy": "random"}},
     "refmd": None,  # not a campaign of its own: see refmd_arm
 }
+# arms compared with each other besides random and reference MD
+VERSUS = {"wide": ["wide_random"]}
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -238,11 +248,26 @@ def refmd_arm(system: str, cfg: dict, seed: int, sizes: list[int], tests: dict, 
     return rows
 
 
+def wide_pool(system: str, cfg: dict) -> dict:
+    """The overrides of the wide arms: every structure as given and strained
+    by ±3 %, and the sampling temperatures with 1.3x the hottest added."""
+    from alflow.io import write_frames
+    from alflow.structures import load_structures
+
+    path = BENCH / system / "wide_structures.xyz"
+    if not path.exists():
+        write_frames(path, load_structures(cfg["structures"]) + strained(cfg["structures"]))
+    temps = cfg["sampling"]["temperatures"]
+    return {"structures": str(path),
+            "sampling": {"temperatures": temps + [round(1.3 * max(temps))]}}
+
+
 def campaign_arm(system: str, arm: str, cfg: dict, seed: int, tests: dict, e0s: dict,
                  cores: int) -> list[dict]:
     wd = BENCH / system / f"{arm}_seed{seed}"
-    run_cfg = merge(merge(cfg, ARMS[arm]), {"seed": seed, "test_set": {"path": tests["in"]},
-                                            "reference": {"e0s": e0s}})
+    over = merge(ARMS[arm], wide_pool(system, cfg)) if arm.startswith("wide") else ARMS[arm]
+    run_cfg = merge(merge(cfg, over), {"seed": seed, "test_set": {"path": tests["in"]},
+                                       "reference": {"e0s": e0s}})
     wall = snakemake(wd, run_cfg, cores)
     table = pd.read_csv(wd / "results" / "campaign.csv")
     print(f"  {system} {arm} seed {seed}: {wall:.0f} s, final test force RMSE "
@@ -394,7 +419,8 @@ def stops(df: pd.DataFrame, system: str) -> pd.DataFrame:
     from alflow.io import read_json
 
     rows = []
-    act = df[df["arm"].isin([a for a in ARMS if ARMS[a] is not None and a != "random"])]
+    act = df[df["arm"].isin([a for a in ARMS
+                             if ARMS[a] is not None and not a.endswith("random")])]
     for (arm, seed), runs in act.groupby(["arm", "seed"]):
         runs = runs.sort_values("iteration")
         wd = Path(runs["wd"].iloc[0])
@@ -471,10 +497,10 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     for system, sdf in df.groupby("system"):
         seeds = sorted(sdf[sdf["arm"] == "active"]["seed"].unique())
         for arm in sorted(sdf["arm"].unique()):
-            if arm in ("random", "refmd"):
+            if arm in ("random", "refmd", "wide_random"):
                 continue
             arm_seeds = [s for s in seeds if s in set(sdf[sdf["arm"] == arm]["seed"])]
-            for other in ("random", "refmd"):
+            for other in ("random", "refmd", *VERSUS.get(arm, [])):
                 other_seeds = [s for s in arm_seeds if s in set(sdf[sdf["arm"] == other]["seed"])]
                 if not other_seeds:
                     continue
