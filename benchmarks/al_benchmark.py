@@ -497,7 +497,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     for system, sdf in df.groupby("system"):
         seeds = sorted(sdf[sdf["arm"] == "active"]["seed"].unique())
         for arm in sorted(sdf["arm"].unique()):
-            if arm in ("random", "refmd", "wide_random"):
+            if arm in ("random", "refmd"):
                 continue
             arm_seeds = [s for s in seeds if s in set(sdf[sdf["arm"] == arm]["seed"])]
             for other in ("random", "refmd", *VERSUS.get(arm, [])):
