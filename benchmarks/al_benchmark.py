@@ -32,9 +32,10 @@ intervals resample the seeds (paired: one resample serves every arm).
 The stop rule is replayed from each active campaign's own records (the audit
 frames of calibration.csv, pooled over 1 and 2 iterations, and the walker
 survival): a campaign given a target is the same campaign up to the
-iteration where it stops, so the stop for several targets comes from one run. It reports the stop iteration, the test RMSE of
-the committee the campaign ends with, and the iteration at which the test
-RMSE first reached the target.
+iteration where it stops, so the stop for several targets comes from one
+run. It reports the stop iteration, the test RMSE of the committee the
+campaign ends with, the iteration at which the test RMSE first reached the
+target, and what held the rule back where a stop was due.
 
     .venv/bin/python benchmarks/al_benchmark.py --systems emt --seeds 0 1 2 3 4
     .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms size4 bagging --seeds 0 1 2
