@@ -448,7 +448,8 @@ def stops(df: pd.DataFrame, system: str) -> pd.DataFrame:
                              "target": target, "stop_iteration": stop,
                              "test_rmse_at_stop": test.get(stop) if stop is not None else None,
                              "first_iteration_test_below": first,
-                             "within_1.25x": (None if stop is None else test[stop] <= 1.25 * target),
+                             "within_1.25x": (None if stop is None
+                                              else test[stop] <= 1.25 * target),
                              "not_late": (None if first is None or first + 1 > max(test)
                                           else stop is not None and stop <= first + 1),
                              # what held the rule back when a stop was due
