@@ -411,6 +411,19 @@ def interval(df: pd.DataFrame, arm: str, other: str, seeds: list[int], metric: s
             "boot_share_reached": float(reached.mean())}
 
 
+def judge(test: dict, stop: int | None, target: float) -> dict:
+    """A stop (an iteration, or None) against the test curve ({iteration:
+    test force RMSE}, in the target's unit): the first iteration at or below
+    the target; the test RMSE at the stop within 1.25x the target; not late
+    (stopped by the iteration after that first one; None where that iteration
+    lies beyond the campaign, so no stop was due)."""
+    first = next((i for i, v in sorted(test.items()) if v <= target), None)
+    return {"first_iteration_test_below": first,
+            "within_1.25x": None if stop is None else bool(test[stop] <= 1.25 * target),
+            "not_late": (None if first is None or first + 1 > max(test)
+                         else stop is not None and stop <= first + 1)}
+
+
 def stops(df: pd.DataFrame, system: str) -> pd.DataFrame:
     """The stop rule replayed on the real audit frames of each campaign that
     selects by its committee (active and its variants), pooled over 1 and 2
@@ -442,19 +455,16 @@ def stops(df: pd.DataFrame, system: str) -> pd.DataFrame:
                                                conv.get("min_walker_survival", 0.5))
                              for it in sorted(audits)}
                 stop = next((it for it, d in decisions.items() if d["converged"]), None)
-                first = next((i for i, v in test.items() if v <= target), None)
+                verdict = judge(test, stop, target)
+                first = verdict["first_iteration_test_below"]
                 on_time = None if first is None else decisions.get(first + 1)
                 rows.append({"system": system, "arm": arm, "seed": seed, "audit_window": window,
                              "target": target, "stop_iteration": stop,
                              "test_rmse_at_stop": test.get(stop) if stop is not None else None,
-                             "first_iteration_test_below": first,
-                             "within_1.25x": (None if stop is None
-                                              else test[stop] <= 1.25 * target),
-                             "not_late": (None if first is None or first + 1 > max(test)
-                                          else stop is not None and stop <= first + 1),
+                             **verdict,
                              # what held the rule back when a stop was due
                              "held_by": (on_time["reason"] if on_time and not on_time["converged"]
-                                         and (stop is None or stop > first + 1) else None)})
+                                         and verdict["not_late"] is False else None)})
     return pd.DataFrame(rows)
 
 

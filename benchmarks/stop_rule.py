@@ -31,12 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 import al_benchmark as ab  # noqa: E402
 
 from alflow import FORCES_KEY  # noqa: E402
-from alflow.calibration import audit_estimate  # noqa: E402
+from alflow.calibration import audit_estimate, stop_decision  # noqa: E402
 
 TARGETS = [0.04, 0.06, 0.10]  # eV/Å, as al_benchmark.TARGETS["emt"]
 
@@ -75,9 +76,11 @@ def main() -> None:
     curves = pd.read_csv(ab.BENCH / "curves.csv")
     curves = curves[(curves["system"] == "emt") & curves["arm"].isin(args.arms)]
     rng = np.random.default_rng(0)
-    pops, tests, survival, rows = {}, {}, {}, []
+    pops, tests, survival, min_survival, rows = {}, {}, {}, {}, []
     for (arm, seed), g in curves.groupby(["arm", "seed"]):
         wd = Path(g["wd"].iloc[0])
+        min_survival[arm, seed] = yaml.safe_load((wd / "config.yaml").read_text())[
+            "convergence"].get("min_walker_survival", 0.75)
         tests[arm, seed] = dict(zip(g["iteration"], g["rmse_in"] / 1000))
         for it in sorted(i for i in g["iteration"] if i > 0):
             cal = wd / "results" / f"iter_{it:03d}" / "calibration.json"
@@ -119,8 +122,6 @@ def main() -> None:
     for (arm, seed), test in tests.items():
         its = sorted(i for i in test if (arm, seed, i) in pops)
         for target in TARGETS:
-            first = next((i for i, v in sorted(test.items()) if v <= target), None)
-            decidable = first is not None and first + 1 <= its[-1]
             for k in (2, 4):
                 for window in (1, 2):
                     for _ in range(args.draws // 3):
@@ -128,21 +129,21 @@ def main() -> None:
                         for it in its:
                             d, e = pops[arm, seed, it]
                             i = rng.choice(len(d), k, replace=False)
-                            pooled = np.concatenate([e[i]] + earlier[-(window - 1):]
-                                                    if window > 1 else [e[i]])
                             earlier.append(e[i])
-                            upper = audit_estimate(pooled, seed=int(rng.integers(1 << 30)),
-                                                   n_boot=500)["upper"] / 1000
-                            if upper <= target and (survival[arm, seed, it] or 0) >= 0.5:
+                            audit = audit_estimate(np.concatenate(earlier[-window:]),
+                                                   seed=int(rng.integers(1 << 30)), n_boot=500)
+                            if stop_decision(audit, survival[arm, seed, it], 1000 * target,
+                                             min_survival[arm, seed])["converged"]:
                                 stop = it
                                 break
+                        verdict = ab.judge(test, stop, target)
                         replay.append({
                             "target": 1000 * target, "k": k, "audit_window": window,
                             "stopped": stop is not None,
-                            "honest": stop is not None and test[stop] <= 1.25 * target,
-                            "too_early": stop is not None and test[stop] > 1.25 * target,
-                            "late": decidable and (stop is None or stop > first + 1),
-                            "decidable": decidable})
+                            "honest": verdict["within_1.25x"] is True,
+                            "too_early": verdict["within_1.25x"] is False,
+                            "late": verdict["not_late"] is False,
+                            "decidable": verdict["not_late"] is not None})
     replay = pd.DataFrame(replay)
     print("\n3. The stop rule replayed with simulated audits (shares of draws; late: among the "
           "cases where the test RMSE reached the target early enough for an on-time stop "
