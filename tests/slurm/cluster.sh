@@ -23,7 +23,7 @@
 #   ALFLOW_SLURM_ACCOUNTING=1|0   run slurmdbd + MariaDB (default 1); 0 = no sacct
 #   ALFLOW_SLURM_ACCOUNTS="testacct otheracct"  accounts created for the user(s)
 #   ALFLOW_SLURM_USERS="root"     users given associations (default: root + $SUDO_USER)
-#   ALFLOW_SLURM_CPUS=N           CPUs the node advertises (default max(nproc,8); may
+#   ALFLOW_SLURM_CPUS=N           CPUs the node advertises (default max(nproc,10); may
 #                                 exceed the real count: SlurmdParameters=config_overrides)
 #   ALFLOW_SLURM_MEM_MB=N         RealMemory of the node (default 3/4 of the machine)
 #   ALFLOW_SLURM_FAKE_GPUS=N      fake gres/gpu count on the node (default 2, 0 = none)
@@ -190,7 +190,7 @@ ensure_packages() {
 write_configs() {
     local host cpus mem_mb
     host=$(hostname -s)
-    cpus=${ALFLOW_SLURM_CPUS:-$(($(nproc) > 8 ? $(nproc) : 8))}
+    cpus=${ALFLOW_SLURM_CPUS:-$(($(nproc) > 10 ? $(nproc) : 10))}
     mem_mb=${ALFLOW_SLURM_MEM_MB:-$(($(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) * 3 / 4))}
 
     mkdir -p "$ETC" "$RUN" "$LOGDIR" "$SPOOL/ctld" "$SPOOL/d" "$MUNGEDIR"
