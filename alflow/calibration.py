@@ -16,7 +16,7 @@ from scipy import stats
 
 from . import COMMITTEE_FORCES_KEY, DEVIATION_KEY, FORCES_KEY
 
-COLUMNS = ["origin", "walker", "temperature", "selected_by", "past_hi",
+COLUMNS = ["origin", "walker", "step", "temperature", "selected_by", "past_hi",
            "deviation", "true_max_force_error", "true_force_rmse"]
 
 
@@ -36,6 +36,7 @@ def frame_errors(frames: list[Atoms]) -> pd.DataFrame:
         rows.append({
             "origin": atoms.info.get("origin"),
             "walker": atoms.info.get("walker"),
+            "step": atoms.info.get("step"),
             "temperature": atoms.info.get("temperature"),
             "selected_by": atoms.info.get("selected_by", ""),
             "past_hi": bool(atoms.info.get("past_hi", False)),
@@ -44,6 +45,17 @@ def frame_errors(frames: list[Atoms]) -> pd.DataFrame:
             "true_force_rmse": float(np.sqrt(np.mean(err ** 2))),
         })
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def walker_errors(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The true max atomic force error of each labelled frame, by walker and
+    then step (string keys, for JSON): what the labels revealed about where
+    each walker went (:func:`alflow.sampling.distrusted_walkers`)."""
+    out: dict[str, dict[str, float]] = {}
+    for row in table.dropna(subset=["walker", "step"]).itertuples():
+        out.setdefault(str(int(row.walker)), {})[str(int(row.step))] = \
+            float(row.true_max_force_error)
+    return out
 
 
 def spearman(x, y) -> float | None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 
+import numpy as np
 from ase import Atoms
 
-from . import FAILURE_KEY
+from . import FAILURE_KEY, FORCES_KEY
 
 
 def n_valid(n: int, valid_fraction: float) -> int:
@@ -43,6 +44,23 @@ def split(frames: list[Atoms], valid_fraction: float, tag: str,
     train = [a for k, a in enumerate(frames) if k not in chosen]
     valid = [a for k, a in enumerate(frames) if k in chosen]
     return train, valid
+
+
+def max_reference_force(atoms: Atoms) -> float:
+    """The largest atomic reference force of a labelled frame (eV/Å)."""
+    return float(np.linalg.norm(atoms.arrays[FORCES_KEY], axis=1).max())
+
+
+def force_cap(frames: list[Atoms], max_force: float | None) -> tuple[list[Atoms], list[Atoms]]:
+    """Split labelled frames into (kept, excluded): a frame whose largest
+    atomic reference force exceeds ``max_force`` (eV/Å) is excluded from
+    training. Such a frame is a collision the walkers ran into (molecules
+    pushed together far beyond thermal reach); its forces, tens of eV/Å,
+    would dominate the force loss of a small training set. None keeps all."""
+    if max_force is None:
+        return list(frames), []
+    kept = [a for a in frames if max_reference_force(a) <= max_force]
+    return kept, [a for a in frames if max_reference_force(a) > max_force]
 
 
 def failure_counts(failed: list[Atoms]) -> dict[str, int]:

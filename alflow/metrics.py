@@ -71,7 +71,8 @@ def evaluate(calc, frames: list[Atoms], return_predictions: bool = False):
     return out
 
 
-HEADLINE = ["iteration", "n_labels", "n_new_labels", "n_label_failed", "label_failures_high",
+HEADLINE = ["iteration", "n_labels", "n_new_labels", "n_label_failed", "n_label_excluded",
+            "label_failures_high",
             "n_frames",
             "walkers_stopped", "accurate_ratio", "trust_lo", "trust_hi", "calib_spearman",
             "calib_error", "calib_scale", "converged", "energy_rmse_meV_per_atom",

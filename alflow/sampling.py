@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 from ase import Atoms, units
@@ -97,9 +97,34 @@ def fresh(atoms: Atoms) -> Atoms:
     return Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
 
 
+def last_segment_start(record: dict) -> int:
+    """The step number of the first step of a walker's last segment (frames
+    are numbered across segments, a stop costing a step: :func:`explore`)."""
+    return sum(s["steps"] + (s["stop_reason"] != "completed") for s in record["segments"][:-1])
+
+
+def distrusted_walkers(errors: dict[str, dict[str, float]], records: dict[int, dict],
+                       level: float) -> dict[int, float]:
+    """Walkers whose last segment of the previous iteration holds a labelled
+    frame with a true max atomic force error above ``level`` (eV/Å): the
+    committee drove them, unaware, where it is badly wrong (on water, into
+    molecular collisions), so their last state is no place to continue from.
+    ``errors``: :func:`alflow.calibration.walker_errors`; ``records``: the
+    walkers' records of that iteration, by index. Returns {walker: the
+    largest such error}."""
+    out = {}
+    for w, record in records.items():
+        start = last_segment_start(record) if record.get("segments") else 0
+        bad = [e for step, e in errors.get(str(w), {}).items() if int(step) >= start and e > level]
+        if bad:
+            out[w] = max(bad)
+    return out
+
+
 def plan_starts(walkers: list[Walker], *, policy: str, initial: list[Atoms],
                 previous: dict[int, tuple[Atoms, dict]] | None, trusted: list[Atoms],
-                steps: int, min_run_fraction: float, seed: int) -> list[tuple[Atoms, str]]:
+                steps: int, min_run_fraction: float, seed: int,
+                distrusted: Iterable[int] = ()) -> list[tuple[Atoms, str]]:
     """Where each walker starts this iteration, and a note saying why.
 
     ``previous`` maps a walker's index to its last trusted state and its record
@@ -115,6 +140,8 @@ def plan_starts(walkers: list[Walker], *, policy: str, initial: list[Atoms],
         (``trusted``: the initial structures and the labelled dataset), drawn
         with a seeded generator, with fresh velocities. A walker that stalled at
         the edge of what the committee knows would stall there again.
+        So is a walker in ``distrusted`` (:func:`distrusted_walkers`), however
+        far it ran.
     """
     if policy not in START_POLICIES:
         raise ValueError(f"unknown start policy {policy!r} (one of {', '.join(START_POLICIES)})")
@@ -128,8 +155,8 @@ def plan_starts(walkers: list[Walker], *, policy: str, initial: list[Atoms],
                              "changed mid-campaign?")
         state, record = previous[w.index]
         ran = record.get("last_segment_steps", record.get("steps", steps))
-        if (policy == "continue" or record.get("stop_reason") == "completed"
-                or ran >= min_run_fraction * steps):
+        if policy == "continue" or (w.index not in distrusted and (
+                record.get("stop_reason") == "completed" or ran >= min_run_fraction * steps)):
             starts.append((state, "continue"))
             continue
         starts.append(restart_point(trusted, np.random.default_rng([seed, w.index])))

@@ -273,8 +273,10 @@ def campaign_arm(system: str, arm: str, cfg: dict, seed: int, tests: dict, e0s: 
     table = pd.read_csv(wd / "results" / "campaign.csv")
     print(f"  {system} {arm} seed {seed}: {wall:.0f} s, final test force RMSE "
           f"{table['force_rmse_meV_per_A'].iloc[-1]:.1f} meV/Å", flush=True)
-    return [{"wd": wd, "iteration": int(r["iteration"]), "n_labels": int(r["n_labels"]),
-             "cost": int(r["n_labels"])} for _, r in table.iterrows()]
+    # labels paid: those in the dataset and those left out of it (dataset.max_force)
+    paid = table["n_labels"] + table.get("n_label_excluded", 0 * table["n_labels"]).cumsum()
+    return [{"wd": wd, "iteration": int(r["iteration"]), "n_labels": int(n), "cost": int(n)}
+            for (_, r), n in zip(table.iterrows(), paid)]
 
 
 def true_error_pool(wd: Path, iteration: int) -> list:

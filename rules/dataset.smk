@@ -12,6 +12,7 @@ rule dataset:
         summary=res("iter_{it}/dataset/summary.json"),
     params:
         valid_fraction=config["dataset"]["valid_fraction"],
+        max_force=config["dataset"]["max_force"],
         seed=config["seed"],
     log:
         logpath("dataset/iter_{it}.log"),

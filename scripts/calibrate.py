@@ -19,6 +19,7 @@ summary["audit"] = calibration.pooled_audit([pooled], seed=sm.params.seed * 31 +
 summary["scale"] = calibration.fit_scale(pooled["deviation"], pooled["true_max_force_error"])
 summary["scale_method"] = ("median of true max atomic force error / deviation over the labelled "
                            f"frames of iterations {sorted(int(i) for i in pooled['iteration'].unique())}")
+summary["walker_errors"] = calibration.walker_errors(table)  # read by the next sample step
 n_walkers = stats.get("n_walkers") or 0
 survival = (1 - stats["n_walkers_stopped_early"] / n_walkers) if n_walkers else None
 summary["walker_survival"] = survival

@@ -44,9 +44,22 @@ else:
     # trusted frames to restart stalled walkers from: the initial structures and,
     # every labelled training frame so far
     trusted = initial + read_frames(inp.dataset)
+    # a walker whose labels showed a true error past the failure level restarts:
+    # trust_hi in eV/Å of true error (calibrated), or the deviation level x the
+    # measured error / deviation scale (fixed, adaptive)
+    cal = read_json(inp.calibration) if previous else {}
+    level = (p.trust_hi if p.trust_mode == "calibrated"
+             else p.trust_hi * (cal.get("scale") or p.prior_scale))
+    distrusted = sampling.distrusted_walkers(
+        cal.get("walker_errors", {}), {w: r for w, (_, r) in previous.items()},
+        level) if previous else {}
+    for w, err in sorted(distrusted.items()):
+        log.info("walker %d restarts: a labelled frame of its last run was off by %.3g eV/Å, "
+                 "past the failure level %.3g eV/Å", w, err, level)
     starts = sampling.plan_starts(
         mine, policy=s["start"], initial=initial, previous=previous, trusted=trusted,
-        steps=s["steps"], min_run_fraction=s["min_run_fraction"], seed=p.seed * 100003 + it)
+        steps=s["steps"], min_run_fraction=s["min_run_fraction"], seed=p.seed * 100003 + it,
+        distrusted=distrusted)
     calc = load_committee(inp.models, device, s["dtype"])
     # walkers stop where the (calibrated) predicted error reaches trust_hi
     scale = read_json(inp.calibration).get("scale") if "calibration" in inp.keys() else None

@@ -4,7 +4,7 @@ import pytest
 from ase import Atoms
 
 from alflow import COMMITTEE_FORCES_KEY, DEVIATION_KEY, FORCES_KEY
-from alflow.calibration import frame_errors, spearman, summarize
+from alflow.calibration import frame_errors, spearman, summarize, walker_errors
 from alflow.metrics import campaign_row
 
 
@@ -138,3 +138,13 @@ def test_campaign_row_puts_the_audit_next_to_the_test_error():
                        audit={"rmse": 70.0, "upper": 90.0, "n_frames": 4})
     assert row["audit_force_rmse"] == 70.0 and row["audit_upper"] == 90.0
     assert row["converged"] and row["calib_scale"] == 2.5
+
+
+def test_walker_errors_by_walker_and_step():
+    a, b, c = labelled(0.1, 0.3), labelled(0.2, -0.5), labelled(0.2, 2.0)
+    a.info["step"], b.info["step"] = 10, 55
+    c.info.update(walker=3, step=5)
+    plain = labelled(0.1, 9.0)  # the bootstrap's frames have no walker and no step
+    del plain.info["walker"]
+    assert walker_errors(frame_errors([a, b, c, plain])) == \
+        {"0": {"10": pytest.approx(0.3), "55": pytest.approx(0.5)}, "3": {"5": pytest.approx(2.0)}}

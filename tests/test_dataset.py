@@ -1,7 +1,10 @@
 from ase import Atoms
 
-from alflow import FAILURE_KEY
-from alflow.dataset import empty_reason, failure_counts, failure_rate, n_valid, split
+import numpy as np
+
+from alflow import FAILURE_KEY, FORCES_KEY
+from alflow.dataset import (empty_reason, failure_counts, failure_rate, force_cap,
+                            max_reference_force, n_valid, split)
 from alflow.structures import split_chunks
 
 
@@ -73,3 +76,16 @@ def test_failure_rate_and_why_a_training_set_is_empty():
     assert failure_rate(0, {}) == 0.0
     assert empty_reason({"crashed": 7, "timeout": 1}) == "all 8 labels failed, 7 of them with crashed"
     assert empty_reason({}) == "no structures were labelled and none failed"
+
+
+def test_force_cap_leaves_out_frames_past_the_largest_atomic_force():
+    fs = frames(3, "c")
+    for a, f in zip(fs, ([3.0, 4.0, 0.0], [0.0, 0.0, 19.9], [12.0, 16.0, 0.0])):
+        a.arrays[FORCES_KEY] = np.array([f])
+    assert [max_reference_force(a) for a in fs] == [5.0, 19.9, 20.0]
+    kept, excluded = force_cap(fs, 19.95)
+    assert origins(kept) == ["c:0", "c:1"] and origins(excluded) == ["c:2"]
+    kept, excluded = force_cap(fs, 20.0)  # at the cap: kept
+    assert len(kept) == 3 and not excluded
+    kept, excluded = force_cap(fs, None)
+    assert len(kept) == 3 and not excluded

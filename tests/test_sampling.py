@@ -9,9 +9,9 @@ from ase import Atoms
 
 from alflow import COMMITTEE_FORCES_KEY, DESCRIPTOR_KEY, DEVIATION_KEY
 from alflow.metrics import load_committee
-from alflow.sampling import (Walker, committee_deviation, force_deviation, make_walkers,
-                             pack_walkers, plan_starts, run_walker, structure_descriptor,
-                             explore)
+from alflow.sampling import (Walker, committee_deviation, distrusted_walkers, force_deviation,
+                             last_segment_start, make_walkers, pack_walkers, plan_starts,
+                             run_walker, structure_descriptor, explore)
 
 
 def test_force_deviation_matches_definition():
@@ -115,6 +115,32 @@ def test_start_policies():
         plan_starts(walkers, policy="sometimes", previous=previous, **kw)
     with pytest.raises(ValueError, match="walker 1"):
         plan_starts(walkers, policy="auto", previous={0: previous[0]}, **kw)
+
+
+def test_walkers_whose_labels_were_far_off_restart():
+    """Walker 0 completed its run, but a labelled frame of it was off by 30 eV/Å
+    (a collision the committee did not see): it restarts. Walker 1's bad
+    frame lies in a segment it has left by restarting: it continues."""
+    seg = lambda steps, reason="completed": {"steps": steps, "stop_reason": reason}  # noqa: E731
+    records = {0: {"steps": 100, "segments": [seg(100)]},
+               1: {"steps": 99, "segments": [seg(29, "deviation"), seg(70)]},
+               2: {"steps": 100, "segments": [seg(100)]}}
+    assert last_segment_start(records[0]) == 0 and last_segment_start(records[1]) == 30
+    errors = {"0": {"50": 0.4, "100": 30.0}, "1": {"25": 40.0, "30": 0.5, "95": 1.0},
+              "2": {"10": 2.9}}
+    assert distrusted_walkers(errors, records, level=3.0) == {0: 30.0}
+    assert distrusted_walkers(errors, records, level=2.0) == {0: 30.0, 2: 2.9}
+    assert distrusted_walkers({}, records, level=3.0) == {}
+    walkers = make_walkers([300, 600], None, 1, 1)
+    trusted = [_atoms(float(k), f"iter_001:0:{k}") for k in range(5)]
+    previous = {w: (_atoms(9.0, f"state{w}", momenta=True), records[w]) for w in (0, 1)}
+    kw = dict(initial=trusted[:1], trusted=trusted, steps=100, min_run_fraction=0.5, seed=4,
+              previous=previous)
+    starts = plan_starts(walkers, policy="auto", distrusted={0: 30.0}, **kw)
+    assert starts[0][1].startswith("restart:") and starts[1][1] == "continue"
+    # `continue` is the user's explicit choice: it always continues
+    assert [why for _, why in plan_starts(walkers, policy="continue", distrusted={0: 30.0},
+                                          **kw)] == ["continue", "continue"]
 
 
 def test_saved_frames_carry_committee_forces_and_descriptors(committee, cu_dataset):

@@ -413,17 +413,31 @@ def test_user_dataset_and_test_set_replace_bootstrap(tmp_path):
     from conftest import cu_frames
     from alflow.io import write_frames
 
-    write_frames(tmp_path / "mine.xyz", cu_frames(10, seed=11))
+    from alflow.dataset import max_reference_force
+
+    mine = cu_frames(12, seed=11)
+    write_frames(tmp_path / "mine.xyz", mine)
     write_frames(tmp_path / "my_test.xyz", cu_frames(3, rattle=0.08, seed=12))
+    # dataset.max_force between the 2 frames of largest force and the others
+    forces = sorted(max_reference_force(a) for a in mine)
+    cap = (forces[-3] + forces[-2]) / 2
     wd = make_campaign(tmp_path / "wd", "emt", iterations=0,
                        bootstrap={"dataset": str(tmp_path / "mine.xyz")},
-                       test_set={"path": str(tmp_path / "my_test.xyz")})
+                       test_set={"path": str(tmp_path / "my_test.xyz")},
+                       dataset={"max_force": cap})
     counts = job_counts(run(wd, "-n").stdout)
     assert "bootstrap" not in counts and "test_structures" not in counts and "label" not in counts
     run(wd)
     res = wd / "results"
     summary = json.loads((res / "iter_000" / "dataset" / "summary.json").read_text())
     assert summary["n_train"] + summary["n_valid"] == 10 and summary["n_label_failed"] == 0
+    # the 2 frames past the cap are named, counted and left out of training
+    excluded = {a.info["origin"] for a in mine if max_reference_force(a) > cap}
+    assert set(summary["label_excluded"]) == excluded and summary["n_label_excluded"] == 2
+    kept = {a.info["origin"] for f in ("train", "valid")
+            for a in read_frames(res / "iter_000" / "dataset" / f"{f}.xyz")}
+    assert len(kept) == 10 and not kept & excluded
+    assert pd.read_csv(res / "campaign.csv")["n_label_excluded"].tolist() == [2]
     assert json.loads((res / "iter_000" / "metrics.json").read_text())["n_structures"] == 3
 
 
@@ -456,6 +470,9 @@ def test_walkers_that_stop_at_step_0_still_feed_every_iteration(tmp_path):
         assert table.loc[table["iteration"] == i, "walkers_stopped"].item() == 2
     cal = json.loads((res / "iter_002" / "calibration.json").read_text())
     assert cal["n_labelled"] == table.loc[2, "n_new_labels"] and cal["mean_true_error"] > 0
+    # each labelled frame's true error by walker and step, for the next sample step
+    errors = cal["walker_errors"]
+    assert set(errors) <= {"0", "1"} and sum(map(len, errors.values())) == cal["n_labelled"]
 
 
 @pytest.mark.slow
