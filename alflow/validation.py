@@ -180,7 +180,9 @@ def card_markdown(card: dict) -> str:
         f"- **Level of theory**: {theory}",
         f"- **Training set**: {card['training_set']['n_train']} training + "
         f"{card['training_set']['n_valid']} validation structures, elements "
-        f"{', '.join(card['training_set']['elements'])}",
+        f"{', '.join(card['training_set']['elements'])}" + (
+            f"; labels with an atomic force above {card['training_set']['max_force_eV_per_A']:g}"
+            " eV/Å left out" if card["training_set"].get("max_force_eV_per_A") else ""),
         f"- **Sampled conditions**: {card['sampled_conditions']['temperatures_K']} K, "
         f"pressures {card['sampled_conditions']['pressures_GPa']} GPa",
         f"- **Test set** ({test['n_structures']} structures): force RMSE "

@@ -38,7 +38,9 @@ card = {
               "committee": [Path(c).name for c in out.committee], "lammps": lammps},
     "level_of_theory": validation.level_of_theory_summary(reference, tree),
     "training_set": {"n_train": data["n_train"], "n_valid": data["n_valid"],
-                     "elements": sorted(p.elements)},
+                     "elements": sorted(p.elements),
+                     # a dataset param: a change rebuilds the dataset, and this card
+                     "max_force_eV_per_A": sm.config["dataset"]["max_force"]},
     "sampled_conditions": {"temperatures_K": p.sampling["temperatures"],
                            "pressures_GPa": p.sampling["pressures"]},
     "test_set": {k: metrics.get(k) for k in ("n_structures", "energy_rmse_meV_per_atom",

@@ -249,7 +249,9 @@ def check_final(wd):
     assert card["model"]["dtype"] == "float32" and card["model"]["file"] == "model.model"
     assert card["level_of_theory"] == {"kind": "ase", "calculator": "ase.calculators.emt.EMT"}
     assert card["training_set"] == {"n_train": int(table["n_train"].iloc[-1]),
-                                    "n_valid": int(table["n_valid"].iloc[-1]), "elements": ["Cu"]}
+                                    "n_valid": int(table["n_valid"].iloc[-1]), "elements": ["Cu"],
+                                    "max_force_eV_per_A": 20.0}
+    assert "atomic force above 20 eV/Å left out" in (final / "model_card.md").read_text()
     assert card["test_set"]["force_rmse_meV_per_A"] == metrics["force_rmse_meV_per_A"]
     assert card["sampled_conditions"]["temperatures_K"] == [600, 1200]
     assert card["validation"]["stable"] == summary["stable"]
