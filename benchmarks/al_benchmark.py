@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import math
 import shutil
@@ -322,10 +323,19 @@ def ranking(pool: list, k: int) -> dict:
             "scale_median": float(np.median(err / dev))}
 
 
+def content_key(paths: list[Path]) -> str:
+    """A short digest of the files' content: a cache entry made for other
+    models or other frames (a campaign rerun since) is not used."""
+    from alflow.training import file_sha256
+
+    return hashlib.sha256("".join(file_sha256(p) for p in paths).encode()).hexdigest()[:16]
+
+
 def pool_ranking(wd: Path, iteration: int, cache: dict) -> dict:
     """:func:`ranking` of what one iteration's walkers sampled (Cu/EMT only:
     true errors cost nothing there), cached like :func:`scores`."""
-    key = f"{wd.parent.name}/{wd.name}/{iteration}/pool"
+    packs = sorted((wd / "results" / f"iter_{iteration:03d}" / "sample").glob("pack_*.xyz"))
+    key = f"{wd.parent.name}/{wd.name}/{iteration}/pool/{content_key(packs)}"
     if key not in cache:
         k = yaml.safe_load((wd / "config.yaml").read_text())["selection"]["max_selected"]
         cache[key] = {f"pool_{n}": v for n, v in ranking(true_error_pool(wd, iteration),
@@ -360,12 +370,13 @@ def committee_scores(models: list[str], tests: dict) -> dict:
 def scores(wd: Path, iteration: int, tests: dict, cache: dict, members: int = 0) -> dict:
     """:func:`committee_scores` of one iteration's committee of a campaign
     (``members`` > 0: of its first members only), cached in the campaign's
-    directory."""
-    key = f"{wd.parent.name}/{wd.name}/{iteration}" + (f"/first{members}" if members else "")
+    directory under the models' content."""
+    models = sorted((wd / "results" / f"iter_{iteration:03d}" / "models")
+                    .glob("member_*.model"), key=lambda p: int(p.stem.split("_")[1]))
+    models = models[:members] if members else models
+    key = f"{wd.parent.name}/{wd.name}/{iteration}/{content_key(models)}"
     if key not in cache:
-        models = sorted((wd / "results" / f"iter_{iteration:03d}" / "models")
-                        .glob("member_*.model"), key=lambda p: int(p.stem.split("_")[1]))
-        cache[key] = committee_scores(models[:members] if members else models, tests)
+        cache[key] = committee_scores(models, tests)
     return cache[key]
 
 
