@@ -47,12 +47,12 @@ else:
     # a walker whose labels showed a true error past the failure level restarts:
     # trust_hi in eV/Å of true error (calibrated), or the deviation level x the
     # measured error / deviation scale (fixed, adaptive)
-    cal = read_json(inp.calibration) if previous else {}
+    cal = read_json(inp.calibration) if "calibration" in inp.keys() else {}
     level = (p.trust_hi if p.trust_mode == "calibrated"
              else p.trust_hi * (cal.get("scale") or p.prior_scale))
     distrusted = sampling.distrusted_walkers(
         cal.get("walker_errors", {}), {w: r for w, (_, r) in previous.items()},
-        level) if previous else {}
+        level) if previous and s["start"] == "auto" else {}
     for w, err in sorted(distrusted.items()):
         log.info("walker %d restarts: a labelled frame of its last run was off by %.3g eV/Å, "
                  "past the failure level %.3g eV/Å", w, err, level)
@@ -62,7 +62,7 @@ else:
         distrusted=distrusted)
     calc = load_committee(inp.models, device, s["dtype"])
     # walkers stop where the (calibrated) predicted error reaches trust_hi
-    scale = read_json(inp.calibration).get("scale") if "calibration" in inp.keys() else None
+    scale = cal.get("scale")
     trust_hi = (calibrated_levels(0.0, p.trust_hi, scale, p.prior_scale)[1]
                 if p.trust_mode == "calibrated"
                 else p.trust_hi)
