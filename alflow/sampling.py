@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Collection
 
 import numpy as np
 from ase import Atoms, units
@@ -124,7 +124,7 @@ def distrusted_walkers(errors: dict[str, dict[str, float]], records: dict[int, d
 def plan_starts(walkers: list[Walker], *, policy: str, initial: list[Atoms],
                 previous: dict[int, tuple[Atoms, dict]] | None, trusted: list[Atoms],
                 steps: int, min_run_fraction: float, seed: int,
-                distrusted: Iterable[int] = ()) -> list[tuple[Atoms, str]]:
+                distrusted: Collection[int] = ()) -> list[tuple[Atoms, str]]:
     """Where each walker starts this iteration, and a note saying why.
 
     ``previous`` maps a walker's index to its last trusted state and its record
