@@ -139,6 +139,25 @@ def verdict(runs: list[dict]) -> dict:
     return {"stable": all(done), "survival": float(np.mean(done)) if done else None}
 
 
+def instability_warning(summary: dict, where: str) -> str | None:
+    """What the user must read when production MD of the final committee was
+    not stable (None when it was): which runs ended, where, and what to do.
+    A committee can meet its target on the test set and in the audit and
+    still not survive longer MD (benchmarks/RESULTS.md, "own MD")."""
+    if summary["stable"]:
+        return None
+    failed = [r for c in summary["conditions"].values() for r in c["stability"]["runs"]
+              if r["failed_at_step"] is not None]
+    n = sum(len(c["stability"]["runs"]) for c in summary["conditions"].values())
+    what = "; ".join(f"{r['condition']}: {r['ended_by']} at step {r['failed_at_step']}"
+                     for r in failed)
+    return (f"WARNING (validate): the final committee is NOT stable in production MD: "
+            f"{len(failed)} of {n} runs of {summary['steps']} steps ended early ({what}). Do not "
+            f"use it for MD at these conditions before more iterations (raise `iterations`; if "
+            f"the campaign stopped on its target, lower convergence.target_force_rmse). "
+            f"Details: {where}")
+
+
 def level_of_theory_summary(reference: dict, template_tree: dict | None) -> dict:
     """What the model card says about the reference: kind, and for CP2K the
     method, XC functional and basis sets read from the template."""

@@ -41,5 +41,8 @@ write_json(sm.output.summary, summary)
 plots.save(plots.validation_stability(result["runs"], steps, pd.DataFrame(
     result["trace"], columns=["run", "step", "deviation"]), cap=hi), sm.output.stability)
 plots.save(plots.validation_rdf({k: f for k, f in result["rdfs"].items() if f}), sm.output.rdf)
+warning = validation.instability_warning(summary, sm.output.summary)
+if warning:
+    logs.to_terminal(warning)
 log.info("validation: %s (%d of %d runs completed)", "stable" if summary["stable"] else "UNSTABLE",
          sum(r["failed_at_step"] is None for r in result["runs"]), len(result["runs"]))

@@ -10,7 +10,8 @@ from alflow import DEVIATION_KEY
 from alflow.cp2k import load_template
 from alflow.sampling import STOP_KEY
 from alflow.validation import (OVERLAP, compare_rdfs, conditions, density, deviation_shares,
-                               first_failure, fit_cell, level_of_theory_summary, rdf, rdf_distance,
+                               first_failure, fit_cell, instability_warning,
+                               level_of_theory_summary, rdf, rdf_distance,
                                run_validation, stable_frames, verdict)
 
 
@@ -43,6 +44,20 @@ def test_first_failure_names_the_first_reason():
     assert [a.info["step"] for a in stable_frames(frames, 20)] == [0, 10]
     assert verdict([{"failed_at_step": None}, {"failed_at_step": 20}]) == {"stable": False,
                                                                            "survival": 0.5}
+
+
+def test_instability_warning_names_the_runs_that_ended():
+    def summary(*failed_at):
+        runs = [{"condition": "300 K", "seed": k, "failed_at_step": f,
+                 "ended_by": "completed" if f is None else "deviation"}
+                for k, f in enumerate(failed_at)]
+        return {"steps": 300, **verdict(runs),
+                "conditions": {"300 K": {"stability": {**verdict(runs), "runs": runs}}}}
+
+    assert instability_warning(summary(None, None), "v.json") is None
+    text = instability_warning(summary(None, 161), "v.json")
+    assert "NOT stable" in text and "1 of 2 runs of 300 steps" in text
+    assert "300 K: deviation at step 161" in text and text.endswith("v.json")
 
 
 def test_rdf_distance_is_zero_for_identical_frames_and_grows_with_a_shift():
