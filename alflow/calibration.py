@@ -15,6 +15,7 @@ from ase import Atoms
 from scipy import stats
 
 from . import COMMITTEE_FORCES_KEY, DEVIATION_KEY, FORCES_KEY
+from .validation import ended_early
 
 COLUMNS = ["origin", "walker", "step", "temperature", "selected_by", "past_hi",
            "deviation", "true_max_force_error", "true_force_rmse"]
@@ -159,11 +160,13 @@ def fit_scale(deviation, error) -> float | None:
 
 
 def stop_decision(audit: dict, survival: float | None, target: float | None,
-                  min_survival: float) -> dict:
+                  min_survival: float, probe: dict | None = None) -> dict:
     """The stop rule: converged when the audit's upper bound on the force RMSE
-    is at or below ``target`` (meV/Å) and at least ``min_survival`` of the
-    walkers ran their steps without stopping. ``reason`` says which part held
-    it back; no target (None) never stops."""
+    is at or below ``target`` (meV/Å), at least ``min_survival`` of the
+    walkers ran their steps without stopping and, when there was a
+    production ``probe`` of the same committee
+    (:func:`alflow.validation.probe`), every one of its runs completed.
+    ``reason`` says which part held it back; no target (None) never stops."""
     if target is None:
         return {"converged": False, "reason": "no convergence.target_force_rmse"}
     if audit.get("upper") is None:
@@ -174,5 +177,13 @@ def stop_decision(audit: dict, survival: float | None, target: float | None,
     if survival is None or survival < min_survival:
         shown = "unknown" if survival is None else f"{survival:.2f}"
         return {"converged": False, "reason": f"walker survival {shown} below {min_survival:g}"}
+    if probe is not None and not probe["stable"]:
+        return {"converged": False, "reason": (
+            f"production probe: {sum(r['failed_at_step'] is not None for r in probe['runs'])} "
+            f"of {len(probe['runs'])} runs of {probe['steps']} steps ended early "
+            f"({ended_early(probe['runs'])})")}
     return {"converged": True, "reason": f"audit upper bound {audit['upper']:.0f} meV/Å "
-                                         f"<= target {target:g}, survival {survival:.2f}"}
+                                         f"<= target {target:g}, survival {survival:.2f}"
+                                         + ("" if probe is None else
+                                            f", production probe stable ({len(probe['runs'])} "
+                                            f"runs of {probe['steps']} steps)")}

@@ -168,6 +168,22 @@ def stage_chunks(config: dict, stage: str) -> int:
     return n_chunks(config["selection"]["max_selected"], size)
 
 
+def probe_settings(config: dict) -> dict | None:
+    """The production probe before a target stop (``convergence.probe_steps``):
+    MD ``steps`` and runs (``seeds``) per sampled condition, and what decides
+    a run's failure (the frames kept, ``save_every``, are checked for atoms
+    closer than ``min_distance_fraction``); None when there is no target or
+    the probe is off (0)."""
+    conv = config["convergence"]
+    steps = conv.get("probe_steps")
+    if conv.get("target_force_rmse") is None or steps == 0:
+        return None
+    return {"steps": int(steps or 3 * config["sampling"]["steps"]),
+            "seeds": int(config["validation"]["seeds"]),
+            "save_every": int(config["validation"]["save_every"]),
+            "min_distance_fraction": float(config["selection"]["min_distance_fraction"])}
+
+
 def n_walkers(config: dict) -> int:
     s = config["sampling"]
     return len(s["temperatures"]) * max(1, len(s["pressures"] or [])) * s["walkers_per_condition"]

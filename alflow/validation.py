@@ -139,6 +139,35 @@ def verdict(runs: list[dict]) -> dict:
     return {"stable": all(done), "survival": float(np.mean(done)) if done else None}
 
 
+def probe(calc, initial: list[Atoms], temperatures, pressures, *, seeds: int, steps: int,
+          seed: int, hi: float, min_distance_fraction: float, timestep_fs: float,
+          friction: float, save_every: int = 10, batched: bool = True, batch_size: int = 16,
+          progress=print) -> dict:
+    """The production probe before a target stop: :func:`run_validation` of
+    the committee that the audit measured, at the sampled conditions only
+    (no hotter one, no RDFs), capped at the deviation ``hi`` where its walkers
+    stop. A walker segment is shorter than the MD a user runs; this is the
+    check that the committee survives longer MD. Returns ``{"stable",
+    "survival", "steps", "runs"}``, each run with its condition, seed and
+    where it ended."""
+    out = run_validation(calc, initial, conditions(temperatures, pressures, 1), seeds=seeds,
+                         steps=steps, seed=seed, lo=0.0, hi=hi,
+                         min_distance_fraction=min_distance_fraction, reference=[],
+                         rdf_rmax=1.0, timestep_fs=timestep_fs, save_every=save_every,
+                         friction=friction, batched=batched, batch_size=batch_size,
+                         progress=progress)
+    runs = [{k: r[k] for k in ("condition", "seed", "failed_at_step", "ended_by")}
+            for r in out["runs"]]
+    return {"stable": out["summary"]["stable"], "survival": out["summary"]["survival"],
+            "steps": steps, "runs": runs}
+
+
+def ended_early(runs: list[dict]) -> str:
+    """``"300 K: deviation at step 162; ..."`` for the runs that did not complete."""
+    return "; ".join(f"{r['condition']}: {r['ended_by']} at step {r['failed_at_step']}"
+                     for r in runs if r["failed_at_step"] is not None)
+
+
 def instability_warning(summary: dict, where: str) -> str | None:
     """What the user must read when production MD of the final committee was
     not stable (None when it was): which runs ended, where, and what to do.
@@ -149,8 +178,7 @@ def instability_warning(summary: dict, where: str) -> str | None:
     failed = [r for c in summary["conditions"].values() for r in c["stability"]["runs"]
               if r["failed_at_step"] is not None]
     n = sum(len(c["stability"]["runs"]) for c in summary["conditions"].values())
-    what = "; ".join(f"{r['condition']}: {r['ended_by']} at step {r['failed_at_step']}"
-                     for r in failed)
+    what = ended_early(failed)
     return (f"WARNING (validate): the final committee is NOT stable in production MD: "
             f"{len(failed)} of {n} runs of {summary['steps']} steps ended early ({what}). Do not "
             f"use it for MD at these conditions before more iterations (raise `iterations`; if "

@@ -12,7 +12,8 @@ rule calibrate:
         table=res("iter_{it}/calibration.csv"),
         summary=res("iter_{it}/calibration.json"),
     params:
-        convergence=science("convergence"),
+        # the probe's verdict comes in with the select stats (an input)
+        convergence={k: v for k, v in science("convergence").items() if k != "probe_steps"},
         seed=config["seed"],
     log:
         logpath("calibrate/iter_{it}.log"),

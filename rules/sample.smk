@@ -18,6 +18,7 @@ rule sample:
         elements=ELEMENTS,
         convergence=CONVERGENCE,
         seed=config["seed"],
+        **PROBE,
     log:
         logpath("sample/iter_{it}_pack_{p}.log"),
     benchmark:

@@ -23,8 +23,9 @@ summary["walker_errors"] = calibration.walker_errors(table)  # read by the next 
 n_walkers = stats.get("n_walkers") or 0
 survival = (1 - stats["n_walkers_stopped_early"] / n_walkers) if n_walkers else None
 summary["walker_survival"] = survival
+summary["probe"] = stats.get("probe")
 decision = calibration.stop_decision(summary["audit"], survival, conv["target_force_rmse"],
-                                     conv["min_walker_survival"])
+                                     conv["min_walker_survival"], probe=summary["probe"])
 summary["converged"] = bool(stats.get("converged")) or decision["converged"]
 summary["stop_reason"] = decision["reason"]
 if stats.get("converged") and not stats.get("n_frames"):  # a no-op after the stop

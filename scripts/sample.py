@@ -2,7 +2,7 @@
 from ase.data import atomic_numbers
 
 from alflow import config as alcfg
-from alflow import gpu, logs, sampling
+from alflow import gpu, logs, sampling, validation
 from alflow.io import read_frames, read_json, write_frames, write_json
 from alflow.metrics import load_committee
 from alflow.selection import calibrated_levels
@@ -78,7 +78,16 @@ else:
         trust_hi=trust_hi, progress=log.info)
     frames = [a for run in runs for a in run.frames]
     states = [run.state for run in runs]
-    records = [run.record for run in runs]
+    records = {"walkers": [run.record for run in runs]}
+    if "probe" in p.keys() and pack == 0:  # a target is set: can this committee run longer MD?
+        records["probe"] = validation.probe(
+            calc, initial, s["temperatures"], s["pressures"], **p.probe,
+            seed=p.seed * 100003 + it + 7, hi=trust_hi, timestep_fs=s["timestep_fs"],
+            friction=s["friction"], batched=s["batched"], batch_size=s["batch_size"],
+            progress=log.info)
+        log.info("production probe: %s (%s)", "stable" if records["probe"]["stable"] else
+                 "NOT stable", validation.ended_early(records["probe"]["runs"]) or
+                 f"all {len(records['probe']['runs'])} runs completed")
     write_frames(sm.output.frames, frames)
     write_frames(sm.output.states, states)
-    write_json(sm.output.records, {"walkers": records})
+    write_json(sm.output.records, records)

@@ -11,7 +11,8 @@ log = logs.to_file(sm.log[0])
 cfg, inp = sm.params.selection, sm.input
 it = int(sm.wildcards.it)
 frames = read_many(inp.packs)
-walkers = [r for path in inp.records for r in read_json(path)["walkers"]]
+records = [read_json(path) for path in inp.records]
+walkers = [r for rec in records for r in rec["walkers"]]
 # converged before: by the accurate share (select) or the audit (calibrate)
 previously_converged = any(read_json(inp[k])["converged"] for k in ("stats", "calibration")
                            if k in inp.keys())
@@ -38,6 +39,8 @@ stats["n_walkers"] = len(walkers)
 stats["n_walkers_stopped_early"] = sum(bool(r.get("stopped_early")) for r in walkers)
 stats["n_walkers_restarted"] = sum(r["start"].startswith("restart") or r.get("restarts", 0) > 0
                                    for r in walkers)
+# the production probe of this committee (the first pack ran it; only with a target)
+stats["probe"] = next((rec["probe"] for rec in records if "probe" in rec), None)
 stats["walker_steps_mean"] = (sum(r["steps"] for r in walkers) / len(walkers)) if walkers else None
 for atoms in chosen:
     atoms.info["origin"] = f"iter_{sm.wildcards.it}:{atoms.info['walker']}:{atoms.info['step']}"

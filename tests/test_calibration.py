@@ -129,6 +129,18 @@ def test_stop_rule():
     assert not walkers["converged"] and "survival" in walkers["reason"]
     assert not stop_decision(audit, 1.0, None, 0.75)["converged"]
     assert not stop_decision({"upper": None}, 1.0, 60.0, 0.75)["converged"]
+    # the committee the audit measured must also survive longer (production) MD
+    runs = [{"condition": "300 K", "seed": 0, "failed_at_step": None, "ended_by": "completed"},
+            {"condition": "300 K", "seed": 1, "failed_at_step": 162, "ended_by": "deviation"}]
+    broken = {"stable": False, "survival": 0.5, "steps": 300, "runs": runs}
+    probed = stop_decision(audit, 1.0, 60.0, 0.75, probe=broken)
+    assert not probed["converged"]
+    assert "1 of 2 runs of 300 steps" in probed["reason"] and "deviation at step 162" in probed["reason"]
+    fine = {**broken, "stable": True, "survival": 1.0, "runs": runs[:1]}
+    assert "probe stable" in stop_decision(audit, 1.0, 60.0, 0.75, probe=fine)["reason"]
+    assert stop_decision(audit, 1.0, 60.0, 0.75, probe=fine)["converged"]
+    # the audit and the walkers are named first: the probe only decides a stop they allow
+    assert "upper bound" in stop_decision(audit, 1.0, 50.0, 0.75, probe=broken)["reason"]
 
 
 def test_campaign_row_puts_the_audit_next_to_the_test_error():

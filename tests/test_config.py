@@ -164,6 +164,21 @@ def test_derived_counts():
     assert alcfg.n_packs(c2) == 2
 
 
+def test_probe_only_with_a_target():
+    cfg = emt_config()
+    cfg["convergence"]["target_force_rmse"] = None
+    assert alcfg.probe_settings(cfg) is None  # no target: the sample jobs' params stay as they were
+    cfg["convergence"]["target_force_rmse"] = 50.0
+    probe = alcfg.probe_settings(cfg)
+    assert probe["steps"] == 3 * cfg["sampling"]["steps"]
+    assert probe["seeds"] == cfg["validation"]["seeds"]
+    assert probe["min_distance_fraction"] == cfg["selection"]["min_distance_fraction"]
+    cfg["convergence"]["probe_steps"] = 40
+    assert alcfg.probe_settings(cfg)["steps"] == 40
+    cfg["convergence"]["probe_steps"] = 0
+    assert alcfg.probe_settings(cfg) is None
+
+
 @pytest.mark.parametrize("value,expected", [(90, 90), ("90", 90), ("90m", 90), ("2h", 120),
                                             ("1.5h", 90), ("30s", 1), (0.2, 1)])
 def test_minutes(value, expected):

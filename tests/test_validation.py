@@ -12,7 +12,7 @@ from alflow.sampling import STOP_KEY
 from alflow.validation import (OVERLAP, compare_rdfs, conditions, density, deviation_shares,
                                first_failure, fit_cell, instability_warning,
                                level_of_theory_summary, rdf, rdf_distance,
-                               run_validation, stable_frames, verdict)
+                               probe, run_validation, stable_frames, verdict)
 
 
 def cu_frames(n=6, scale=1.0, seed=0):
@@ -128,3 +128,15 @@ def test_production_md_finds_a_stable_potential_stable_and_a_broken_one_broken(b
         assert all(r["ended_by"] in (OVERLAP, "non_finite") and r["failed_at_step"] < 60
                    for r in out["runs"])
     assert summary["conditions"]["750 K (hot)"]["rdf"] == {}  # no reference MD that hot
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_probe_runs_the_sampled_conditions_and_names_where_runs_ended(broken):
+    cu = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+    out = probe(Flipped() if broken else EMT(), [cu], [300, 600], None, seeds=2, steps=40,
+                seed=0, hi=1.0, min_distance_fraction=0.6, timestep_fs=2.0, friction=0.02,
+                save_every=5, batched=False, progress=lambda s: None)
+    assert out["steps"] == 40 and len(out["runs"]) == 4  # 2 sampled temperatures x 2, no hot one
+    assert {r["condition"] for r in out["runs"]} == {"300 K", "600 K"}
+    assert out["stable"] is (not broken)
+    assert all((r["failed_at_step"] is None) is (not broken) for r in out["runs"])

@@ -484,11 +484,19 @@ def test_target_reached_stops_the_campaign(tmp_path):
     stop is decided there, not on the test set, and iteration 2 is a no-op."""
     wd = make_campaign(tmp_path, "emt", iterations=2,
                        selection={"audit": 2},
-                       convergence={"target_force_rmse": 20000.0, "min_walker_survival": 0.0})
+                       convergence={"target_force_rmse": 20000.0, "min_walker_survival": 0.0,
+                                    "probe_steps": 40})
     run(wd)
     res = wd / "results"
     cal = json.loads((res / "iter_001" / "calibration.json").read_text())
     assert cal["converged"] and "<= target 20000" in cal["stop_reason"]
+    # before the stop, committee 0 ran production MD: 2 runs (validation.seeds) at each
+    # sampled temperature, in the first sample job only; every run completed
+    probe = cal["probe"]
+    assert probe["stable"] and probe["steps"] == 40 and "production probe stable" in cal["stop_reason"]
+    assert sorted(r["condition"] for r in probe["runs"]) == ["1200 K", "1200 K", "600 K", "600 K"]
+    assert "probe" in json.loads((res / "iter_001" / "sample" / "walkers_0.json").read_text())
+    assert "probe" not in json.loads((res / "iter_001" / "sample" / "walkers_1.json").read_text())
     assert cal["audit"]["n_frames"] == 2 and cal["audit"]["iterations"] == [1]
     assert 0 < cal["audit"]["lower"] <= cal["audit"]["rmse"] <= cal["audit"]["upper"] <= 20000
     assert cal["scale"] > 0 and cal["walker_survival"] is not None
