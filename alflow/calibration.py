@@ -15,7 +15,6 @@ from ase import Atoms
 from scipy import stats
 
 from . import COMMITTEE_FORCES_KEY, DEVIATION_KEY, FORCES_KEY
-from .validation import ended_early
 
 COLUMNS = ["origin", "walker", "step", "temperature", "selected_by", "past_hi",
            "deviation", "true_max_force_error", "true_force_rmse"]
@@ -157,6 +156,13 @@ def fit_scale(deviation, error) -> float | None:
     d, e = np.asarray(deviation, dtype=float), np.asarray(error, dtype=float)
     ok = np.isfinite(d) & np.isfinite(e) & (d > 0)
     return float(np.median(e[ok] / d[ok])) if ok.any() else None
+
+
+def ended_early(runs: list[dict]) -> str:
+    """``"300 K: deviation at step 162; ..."`` for the MD runs (validation or
+    probe) that did not complete."""
+    return "; ".join(f"{r['condition']}: {r['ended_by']} at step {r['failed_at_step']}"
+                     for r in runs if r["failed_at_step"] is not None)
 
 
 def stop_decision(audit: dict, survival: float | None, target: float | None,

@@ -16,6 +16,7 @@ from ase.data import atomic_masses
 from ase.geometry.rdf import get_rdf
 
 from . import DEVIATION_KEY
+from .calibration import ended_early
 from .sampling import STOP_KEY, Walker, explore_pack, fresh
 from .selection import is_sane
 
@@ -160,12 +161,6 @@ def probe(calc, initial: list[Atoms], temperatures, pressures, *, seeds: int, st
             for r in out["runs"]]
     return {"stable": out["summary"]["stable"], "survival": out["summary"]["survival"],
             "steps": steps, "runs": runs}
-
-
-def ended_early(runs: list[dict]) -> str:
-    """``"300 K: deviation at step 162; ..."`` for the runs that did not complete."""
-    return "; ".join(f"{r['condition']}: {r['ended_by']} at step {r['failed_at_step']}"
-                     for r in runs if r["failed_at_step"] is not None)
 
 
 def instability_warning(summary: dict, where: str) -> str | None:

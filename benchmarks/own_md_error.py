@@ -7,7 +7,8 @@ held-out test set (reference MD) often says the target was met an iteration or
 two earlier. Which is right for a user who runs MD with the potential?
 
 For each committee (iterations 0..3) of the finished water campaigns of
-``al_benchmark.py``, this runs production MD with the committee's mean forces
+``al_benchmark.py`` (``--system emt``: the Cu campaigns, labelled with EMT),
+this runs production MD with the committee's mean forces
 (as rule ``validate``: the sampled temperatures, ``--runs`` runs each, batched
 Langevin MD from the initial structures) **without** the deviation cap, so
 that nothing the committee believes ends a run; only overlapping atoms or
@@ -19,14 +20,15 @@ audit estimates, from many more frames and without walker stops.
 
     .venv/bin/python -W ignore benchmarks/own_md_error.py [--seeds 0 1 2 3 4] [--probe]
 
-Writes benchmarks/out/own_md_error/{committees,runs,stops}.csv and prints,
+Writes benchmarks/out/own_md_error/{committees,runs,probes}.csv (rows by
+system, arm, seed) and stops_<system>_<arm>.csv, and prints,
 per seed and iteration, the test RMSE (curves.csv), the audit of the same
 committee (campaign.csv), the own-MD RMSE with a 95 % bootstrap interval over
 frames and the runs that failed physically; then the stop rule's stops
 (stops.csv of al_benchmark.py, window 1) judged by the test set and by the
 own-MD RMSE. ``--probe`` also replays the stop rule with one more condition,
 the production validation of the committee the audit measured
-(probes.csv, stops_probe.csv).
+(stops_probe_<system>_<arm>.csv).
 """
 from __future__ import annotations
 
@@ -44,7 +46,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import al_benchmark as ab  # noqa: E402
 
 OUT = ab.OUT / "own_md_error"
-SYSTEM = "water"
 
 
 def committee_paths(wd: Path, iteration: int) -> list[str]:
@@ -133,20 +134,23 @@ def probe(wd: Path, cfg: dict, it: int, cap: float, seed: int) -> dict:
                                 for r in res["runs"] if r["failed_at_step"] is not None)}
 
 
-def probe_replay(arm: str, seeds: list[int], own: pd.DataFrame) -> None:
+def probe_replay(system: str, arm: str, seeds: list[int], own: pd.DataFrame) -> None:
     """The stop rule replayed with one more condition: at iteration s the
     committee the audit measured (s-1) must also pass production validation
     (capped at the deviation level its walkers used). Exact for these
     campaigns: they ran without a target, so no stop changed their course."""
     path = OUT / "probes.csv"
-    done = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["seed", "iteration"])
+    done = (pd.read_csv(path) if path.exists()
+            else pd.DataFrame(columns=["system", "arm", "seed", "iteration"]))
+    done["system"] = done.get("system", pd.Series(dtype=object)).fillna("water")
+    done["arm"] = done.get("arm", pd.Series(dtype=object)).fillna("active")
     rows, out = done.to_dict("records"), []
     for seed in seeds:
-        wd = ab.BENCH / SYSTEM / f"{arm}_seed{seed}"
+        wd = ab.BENCH / system / f"{arm}_seed{seed}"
         cfg = yaml.safe_load((wd / "config.yaml").read_text())
         camp = pd.read_csv(wd / "results" / "campaign.csv").set_index("iteration")
         g = own[own["seed"] == seed].set_index("iteration")
-        for target in ab.TARGETS[SYSTEM]:
+        for target in ab.TARGETS[system]:
             for variant in ("sampled", "all"):
                 stop = math.nan
                 for s in range(1, cfg["iterations"] + 1):
@@ -154,9 +158,10 @@ def probe_replay(arm: str, seeds: list[int], own: pd.DataFrame) -> None:
                     if not (camp.loc[s - 1, "audit_upper"] <= target
                             and survival >= cfg["convergence"]["min_walker_survival"]):
                         continue
-                    hit = [r for r in rows if r["seed"] == seed and r["iteration"] == s - 1]
+                    hit = [r for r in rows if (r["system"], r["arm"], r["seed"], r["iteration"])
+                           == (system, arm, seed, s - 1)]
                     if not hit:
-                        hit = [{"seed": seed, "iteration": s - 1,
+                        hit = [{"system": system, "arm": arm, "seed": seed, "iteration": s - 1,
                                 **probe(wd, cfg, s - 1, camp.loc[s, "trust_hi"], seed)}]
                         rows += hit
                         pd.DataFrame(rows).to_csv(path, index=False)
@@ -181,7 +186,7 @@ def probe_replay(arm: str, seeds: list[int], own: pd.DataFrame) -> None:
     out = pd.DataFrame(out)
     print("\nthe stop rule with the probe (conditions: the sampled ones, or all with the hot one):")
     print(out.round(0).to_string(index=False))
-    out.to_csv(OUT / "stops_probe.csv", index=False)
+    out.to_csv(OUT / f"stops_probe_{system}_{arm}.csv", index=False)
     print("\nsummary: stops, honest by own MD, not late by own MD (of the campaign-targets)")
     print(out.groupby("probe").agg(stops=("stop", "count"),
                                    honest=("honest by own MD", lambda x: int((x == True).sum())),  # noqa: E712
@@ -197,6 +202,7 @@ def first_met(values: pd.Series, target: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--system", default="water", choices=list(ab.SYSTEMS))
     ap.add_argument("--arm", default="active")
     ap.add_argument("--runs", type=int, default=2, help="runs per sampled temperature")
     ap.add_argument("--steps", type=int, default=300)
@@ -211,23 +217,26 @@ def main() -> None:
     curves = pd.read_csv(ab.BENCH / "curves.csv")
     done_path = OUT / "committees.csv"
     done = pd.read_csv(done_path) if done_path.exists() else pd.DataFrame()
+    if not done.empty and "system" not in done:
+        done.insert(0, "system", "water")  # written before the Cu runs
     rows, run_rows = ([] if done.empty else done.to_dict("records")), []
     for seed in args.seeds:
-        wd = ab.BENCH / SYSTEM / f"{args.arm}_seed{seed}"
+        wd = ab.BENCH / args.system / f"{args.arm}_seed{seed}"
         cfg = yaml.safe_load((wd / "config.yaml").read_text())
         campaign = pd.read_csv(wd / "results" / "campaign.csv").set_index("iteration")
         for it in range(cfg["iterations"] + 1):
             models = committee_paths(wd, it)
             key = ab.content_key([Path(m) for m in models])
-            if not done.empty and ((done["key"] == key) & (done["seed"] == seed)).any():
+            if not done.empty and ((done["key"] == key) & (done["seed"] == seed)
+                                   & (done["arm"] == args.arm)).any():
                 continue
             frames, runs = own_md(models, cfg, runs=args.runs, steps=args.steps,
                                   every=args.every, seed=1000 + seed)
             labelled = label(frames, cfg, OUT / "work" / f"{args.arm}_seed{seed}" / f"iter_{it}")
             rmse, lo, hi, _ = force_rmse(models, labelled)
-            test = curves[(curves["system"] == SYSTEM) & (curves["arm"] == args.arm)
+            test = curves[(curves["system"] == args.system) & (curves["arm"] == args.arm)
                           & (curves["seed"] == seed) & (curves["iteration"] == it)]
-            row = {"arm": args.arm, "seed": seed, "iteration": it, "key": key,
+            row = {"system": args.system, "arm": args.arm, "seed": seed, "iteration": it, "key": key,
                    "test_rmse": float(test["rmse_in"].iloc[0]) if len(test) else math.nan,
                    "audit_rmse": campaign.loc[it, "audit_force_rmse"],
                    "audit_upper": campaign.loc[it, "audit_upper"],
@@ -239,7 +248,8 @@ def main() -> None:
                                             if it + 1 in campaign.index else math.nan)}
             rows.append(row)
             run_rows += [{**{k: v for k, v in r.items() if k != "seed"}, "run": r["seed"],
-                          "seed": seed, "iteration": it} for r in runs]
+                          "system": args.system, "arm": args.arm, "seed": seed,
+                          "iteration": it} for r in runs]
             print(f"seed {seed} iteration {it}: own-MD RMSE {rmse:.0f} [{lo:.0f}, {hi:.0f}] "
                   f"meV/Å on {len(labelled)} frames; test {row['test_rmse']:.0f}, audit "
                   f"{row['audit_rmse']:.0f}; {row['runs_failed']} of {len(runs)} runs failed",
@@ -250,13 +260,16 @@ def main() -> None:
                 old = pd.read_csv(runs_path) if runs_path.exists() else pd.DataFrame()
                 pd.concat([old, pd.DataFrame(run_rows)]).to_csv(runs_path, index=False)
                 run_rows = []
-    report(pd.DataFrame(rows), args.arm)
+    rows = pd.DataFrame(rows)
+    rows = rows[(rows["system"] == args.system) & (rows["arm"] == args.arm)
+                & rows["seed"].isin(args.seeds)]
+    report(rows, args.system, args.arm)
     if args.probe:
-        probe_replay(args.arm, args.seeds, pd.DataFrame(rows))
+        probe_replay(args.system, args.arm, args.seeds, rows)
 
 
-def report(df: pd.DataFrame, arm: str) -> None:
-    df = df[df["arm"] == arm].sort_values(["seed", "iteration"])
+def report(df: pd.DataFrame, system: str, arm: str) -> None:
+    df = df.sort_values(["seed", "iteration"])
     cols = ["seed", "iteration", "test_rmse", "audit_rmse", "audit_upper", "own_md_rmse",
             "own_md_lo", "own_md_hi", "n_frames", "runs_failed", "runs"]
     print(df[cols].round(0).to_string(index=False))
@@ -266,7 +279,7 @@ def report(df: pd.DataFrame, arm: str) -> None:
     print("\nthe stop rule's stops (window 1), judged by the test set and by the committee's "
           "own MD:")
     stops = pd.read_csv(ab.BENCH / "stops.csv")
-    stops = stops[(stops["system"] == SYSTEM) & (stops["arm"] == arm)
+    stops = stops[(stops["system"] == system) & (stops["arm"] == arm)
                   & (stops["audit_window"] == 1)]
     last = int(df["iteration"].max())
     out = []
@@ -292,7 +305,7 @@ def report(df: pd.DataFrame, arm: str) -> None:
                                    else due != due or bool(stop <= due)),
         })
     print(pd.DataFrame(out).round(0).to_string(index=False))
-    pd.DataFrame(out).to_csv(OUT / "stops.csv", index=False)
+    pd.DataFrame(out).to_csv(OUT / f"stops_{system}_{arm}.csv", index=False)
 
 if __name__ == "__main__":
     main()
