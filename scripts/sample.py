@@ -2,7 +2,7 @@
 from ase.data import atomic_numbers
 
 from alflow import config as alcfg
-from alflow import gpu, logs, sampling, validation
+from alflow import calibration, gpu, logs, sampling, validation
 from alflow.io import read_frames, read_json, write_frames, write_json
 from alflow.metrics import load_committee
 from alflow.selection import calibrated_levels
@@ -86,7 +86,7 @@ else:
             friction=s["friction"], batched=s["batched"], batch_size=s["batch_size"],
             progress=log.info)
         log.info("production probe: %s (%s)", "stable" if records["probe"]["stable"] else
-                 "NOT stable", validation.ended_early(records["probe"]["runs"]) or
+                 "NOT stable", calibration.ended_early(records["probe"]["runs"]) or
                  f"all {len(records['probe']['runs'])} runs completed")
     write_frames(sm.output.frames, frames)
     write_frames(sm.output.states, states)
