@@ -149,6 +149,10 @@ def probe_replay(system: str, arm: str, seeds: list[int], own: pd.DataFrame) -> 
         wd = ab.BENCH / system / f"{arm}_seed{seed}"
         cfg = yaml.safe_load((wd / "config.yaml").read_text())
         camp = pd.read_csv(wd / "results" / "campaign.csv").set_index("iteration")
+        if cfg["convergence"].get("audit_window", 1) != 1:  # its table holds pooled audits
+            print(f"{wd.name}: ran with audit_window {cfg['convergence']['audit_window']}; "
+                  "the replay needs the audits of window 1: skipped")
+            continue
         g = own[own["seed"] == seed].set_index("iteration")
         for target in ab.TARGETS[system]:
             for variant in ("sampled", "all"):
@@ -280,7 +284,7 @@ def report(df: pd.DataFrame, system: str, arm: str) -> None:
           "own MD:")
     stops = pd.read_csv(ab.BENCH / "stops.csv")
     stops = stops[(stops["system"] == system) & (stops["arm"] == arm)
-                  & (stops["audit_window"] == 1)]
+                  & (stops["audit_window"] == 1) & stops["seed"].isin(df["seed"].unique())]
     last = int(df["iteration"].max())
     out = []
     for _, st in stops.iterrows():
