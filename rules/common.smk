@@ -27,7 +27,7 @@ ELEMENTS = alcfg.elements(config, cache=os.path.join(".snakemake", "alflow", "el
 CONVERGENCE = config["convergence"]["accurate_ratio"]
 # the production probe before a target stop: a param of sample only with a
 # target, so that a campaign without one keeps its sample jobs
-PROBE = {"probe": alcfg.probe_settings(config)} if alcfg.probe_settings(config) is not None else {}
+PROBE = {k: v for k, v in {"probe": alcfg.probe_settings(config)}.items() if v is not None}
 TEST_GIVEN = bool(config["test_set"]["path"])
 DATASET_GIVEN = bool(config["bootstrap"]["dataset"])
 FOUNDATION = config["committee"]["foundation_model"]
