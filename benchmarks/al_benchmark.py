@@ -367,12 +367,17 @@ def committee_scores(models: list[str], tests: dict) -> dict:
     return out
 
 
+def committee_models(wd: Path, iteration: int) -> list[Path]:
+    """The model files of one iteration's committee of a campaign, by member."""
+    return sorted((wd / "results" / f"iter_{iteration:03d}" / "models").glob("member_*.model"),
+                  key=lambda p: int(p.stem.split("_")[1]))
+
+
 def scores(wd: Path, iteration: int, tests: dict, cache: dict, members: int = 0) -> dict:
     """:func:`committee_scores` of one iteration's committee of a campaign
     (``members`` > 0: of its first members only), cached in the campaign's
     directory under the models' content."""
-    models = sorted((wd / "results" / f"iter_{iteration:03d}" / "models")
-                    .glob("member_*.model"), key=lambda p: int(p.stem.split("_")[1]))
+    models = committee_models(wd, iteration)
     models = models[:members] if members else models
     key = f"{wd.parent.name}/{wd.name}/{iteration}/{content_key(models)}"
     if key not in cache:

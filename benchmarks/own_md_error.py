@@ -49,9 +49,7 @@ OUT = ab.OUT / "own_md_error"
 
 
 def committee_paths(wd: Path, iteration: int) -> list[str]:
-    return [str(p) for p in sorted((wd / "results" / f"iter_{iteration:03d}" / "models")
-                                   .glob("member_*.model"),
-                                   key=lambda p: int(p.stem.split("_")[1]))]
+    return [str(p) for p in ab.committee_models(wd, iteration)]
 
 
 def own_md(models: list[str], cfg: dict, *, runs: int, steps: int, every: int, seed: int):
