@@ -101,7 +101,8 @@ DEFAULT_RESOURCES = {
 }
 
 
-SCALARS = {"boolean": {"true": True, "false": False}, "integer": int, "number": float}
+SCALARS = {"boolean": {"true": True, "false": False}, "integer": int, "number": float,
+           "null": {"null": None, "~": None}}
 
 
 def coerce_cli_strings(config: dict, schema: dict) -> dict:
@@ -110,8 +111,9 @@ def coerce_cli_strings(config: dict, schema: dict) -> dict:
     Snakemake reads a nested ``--config`` value (``"committee={train_in_one_job:
     true}"``, also in a profile's ``config:`` list) with YAML's BaseLoader, so
     every scalar inside arrives as a string. Only strings under keys whose
-    schema type is boolean, integer or number, and that read as one, are
-    changed; anything else is left for the schema validation to report.
+    schema type is boolean, integer, number or null, and that read as one
+    (``null`` or ``~`` for null, as in YAML), are changed; anything else is
+    left for the schema validation to report.
     """
     defs = schema.get("$defs", {})
 

@@ -194,13 +194,16 @@ def test_nested_command_line_values_are_read_as_the_schema_types():
     given = parse_config(["committee={train_in_one_job: true, size: 3, finetune: False}",
                           "selection={trust_lo: 0.05, strategy: fps}",
                           "resources={train: {gpu: 1, runtime: 2h}}",
-                          "sampling={temperatures: [300, 600]}"])
+                          "sampling={temperatures: [300, 600]}",
+                          "convergence={target_force_rmse: null, probe_steps: ~}"])
     assert given["committee"]["train_in_one_job"] == "true"  # what Snakemake hands over
     cfg = alcfg.coerce_cli_strings(given, schema)
     assert cfg["committee"] == {"train_in_one_job": True, "size": 3, "finetune": False}
     assert cfg["selection"] == {"trust_lo": 0.05, "strategy": "fps"}
     assert cfg["resources"]["train"] == {"gpu": 1, "runtime": "2h"}  # via $ref
     assert cfg["sampling"]["temperatures"] == [300.0, 600.0]
+    # a null switches a target off, as it does in a YAML config file
+    assert cfg["convergence"] == {"target_force_rmse": None, "probe_steps": None}
     # what does not read as the schema's type is left for validation to name
     bad = alcfg.coerce_cli_strings(parse_config(["committee={train_in_one_job: maybe}"]), schema)
     with pytest.raises(WorkflowError, match="train_in_one_job"):
