@@ -101,8 +101,11 @@ DEFAULT_RESOURCES = {
 }
 
 
-SCALARS = {"boolean": {"true": True, "false": False}, "integer": int, "number": float,
-           "null": {"null": None, "~": None}}
+#: what a value read by YAML must be to count as the schema's type
+SCALARS = {"boolean": lambda v: isinstance(v, bool),
+           "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+           "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+           "null": lambda v: v is None}
 
 
 def coerce_cli_strings(config: dict, schema: dict) -> dict:
@@ -111,9 +114,11 @@ def coerce_cli_strings(config: dict, schema: dict) -> dict:
     Snakemake reads a nested ``--config`` value (``"committee={train_in_one_job:
     true}"``, also in a profile's ``config:`` list) with YAML's BaseLoader, so
     every scalar inside arrives as a string. Only strings under keys whose
-    schema type is boolean, integer, number or null, and that read as one
-    (``null`` or ``~`` for null, as in YAML), are changed; anything else is
-    left for the schema validation to report.
+    schema type is boolean, integer, number or null, and that YAML reads as
+    one, are changed, to exactly what the same text in a config file gives
+    (``300`` stays the integer 300 under a number key, so a value repeated on
+    the command line never changes a rule's params); anything else is left
+    for the schema validation to report.
     """
     defs = schema.get("$defs", {})
 
@@ -127,12 +132,13 @@ def coerce_cli_strings(config: dict, schema: dict) -> dict:
             return [walk(v, node["items"]) for v in value]
         if isinstance(value, str):
             types = node.get("type", [])
+            try:
+                read = yaml.safe_load(value)
+            except yaml.YAMLError:
+                return value
             for kind in [types] if isinstance(types, str) else types:
-                parse = SCALARS.get(kind)
-                try:
-                    return parse[value.lower()] if isinstance(parse, dict) else parse(value)
-                except (KeyError, TypeError, ValueError):
-                    continue
+                if kind in SCALARS and SCALARS[kind](read):
+                    return read
         return value
 
     return walk(config, schema)

@@ -204,6 +204,11 @@ def test_nested_command_line_values_are_read_as_the_schema_types():
     assert cfg["sampling"]["temperatures"] == [300.0, 600.0]
     # a null switches a target off, as it does in a YAML config file
     assert cfg["convergence"] == {"target_force_rmse": None, "probe_steps": None}
+    # a value repeated on the command line is what the config file gives, to
+    # the type: 300 stays an int (params "300", not "300.0": no rerun)
+    for text in ["{target_force_rmse: 300, confidence: 0.9}", "{target_force_rmse: 1.5e+2}"]:
+        cli = alcfg.coerce_cli_strings(parse_config([f"convergence={text}"]), schema)
+        assert repr(cli["convergence"]) == repr(yaml.safe_load(text))
     # what does not read as the schema's type is left for validation to name
     bad = alcfg.coerce_cli_strings(parse_config(["committee={train_in_one_job: maybe}"]), schema)
     with pytest.raises(WorkflowError, match="train_in_one_job"):
