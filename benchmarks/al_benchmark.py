@@ -114,10 +114,16 @@ ARMS = {
     # and in cells strained by ±3 %, the out-of-distribution test conditions
     "wide": {},
     "wide_random": {"selection": {"strategy": "random"}},
+    # members fine-tuned from one pretrained model (foundation_arm), a stand-in
+    # for MACE-MP-0 made here: no foundation model can be downloaded
+    "foundation": {"committee": {"size": 4}},
+    "foundation_bagging": {"committee": {"size": 4, "bagging": True}},
+    "foundation_random": {"committee": {"size": 4}, "selection": {"strategy": "random"}},
     "refmd": None,  # not a campaign of its own: see refmd_arm
 }
 # arms compared with each other besides random and reference MD
-VERSUS = {"wide": ["wide_random"]}
+VERSUS = {"wide": ["wide_random"], "foundation": ["size4_bagging", "foundation_random"],
+          "foundation_bagging": ["size4_bagging", "foundation_random"]}
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -264,10 +270,85 @@ def wide_pool(system: str, cfg: dict) -> dict:
             "sampling": {"temperatures": temps + [round(1.3 * max(temps))]}}
 
 
+# The stand-in foundation model (Cu/EMT): the 7 fcc metals of ASE's EMT and
+# their binary alloys near equilibrium -- rattled and strained cells, no MD --
+# like the relaxations a materials database holds. It knows cold Cu; the
+# campaign samples 600 and 1200 K.
+FOUNDATION_EPOCHS = 40
+FOUNDATION_BATCHES = {"batch_size": 16, "valid_batch_size": 32}
+FOUNDATION_METALS = ["Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"]
+
+
+def foundation_frames(n_pure: int = 24, n_alloys: int = 96, seed: int = 0) -> list:
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.data import atomic_numbers, reference_states
+
+    from alflow.reference import labelled_copy
+
+    rng = np.random.default_rng(seed)
+    lattice = {el: reference_states[atomic_numbers[el]]["a"] for el in FOUNDATION_METALS}
+    cells = [[el] for el in FOUNDATION_METALS for _ in range(n_pure)]
+    cells += [list(rng.choice(FOUNDATION_METALS, 2, replace=False)) for _ in range(n_alloys)]
+    frames = []
+    for els in cells:
+        atoms = bulk(els[0], "fcc", a=1.0, cubic=True).repeat((2, 2, 1))
+        if len(els) > 1:  # a random binary alloy, Vegard's lattice constant
+            pick = rng.random(len(atoms)) < rng.uniform(0.2, 0.8)
+            atoms.symbols[pick] = els[1]
+        a = np.mean([lattice[el] for el in atoms.get_chemical_symbols()])
+        strain = np.eye(3) * (1 + rng.uniform(-0.04, 0.04)) + rng.uniform(-0.01, 0.01, (3, 3))
+        atoms.set_cell(atoms.cell @ (a * strain), scale_atoms=True)
+        atoms.positions += rng.normal(0, rng.uniform(0.02, 0.08), atoms.positions.shape)
+        atoms.calc = EMT()
+        frames.append(labelled_copy(atoms, atoms.get_potential_energy(), atoms.get_forces(),
+                                    atoms.get_stress()))
+    return frames
+
+
+def foundation_arm(system: str, cfg: dict) -> dict:
+    """The overrides of the foundation arms: committee.foundation_model, a MACE
+    of the campaign's architecture pretrained on foundation_frames (made once)."""
+    from ase import Atoms
+    from ase.calculators.emt import EMT
+
+    from alflow.io import write_frames
+    from alflow.training import train_member
+
+    if system != "emt":
+        raise SystemExit("the foundation arms exist for emt only")
+    root = BENCH / system / "foundation"
+    model = root / "foundation.model"
+    if not model.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        frames = foundation_frames()
+        rng = np.random.default_rng(1)
+        valid = set(rng.choice(len(frames), len(frames) // 10, replace=False).tolist())
+        write_frames(root / "train.xyz", [f for i, f in enumerate(frames) if i not in valid])
+        write_frames(root / "valid.xyz", [f for i, f in enumerate(frames) if i in valid])
+        e0s = {}
+        for el in FOUNDATION_METALS:
+            atom = Atoms(el, cell=[12, 12, 12], pbc=False)
+            atom.calc = EMT()
+            e0s[el] = float(atom.get_potential_energy())
+        t0 = time.monotonic()
+        train_member(output=str(model), work_dir=str(root / "train"), log_file=str(root / "train.log"),
+                     threads=2, name="foundation", train_file=str(root / "train.xyz"),
+                     valid_file=str(root / "valid.xyz"), e0s=e0s, seed=0, device="cpu",
+                     dtype=cfg["committee"]["dtype"], epochs=FOUNDATION_EPOCHS,
+                     hyper={**cfg["committee"]["mace"], **FOUNDATION_BATCHES})
+        print(f"  foundation model: {len(frames)} frames, {time.monotonic() - t0:.0f} s", flush=True)
+    return {"committee": {"foundation_model": str(model)}}
+
+
 def campaign_arm(system: str, arm: str, cfg: dict, seed: int, tests: dict, e0s: dict,
                  cores: int) -> list[dict]:
     wd = BENCH / system / f"{arm}_seed{seed}"
-    over = merge(ARMS[arm], wide_pool(system, cfg)) if arm.startswith("wide") else ARMS[arm]
+    over = ARMS[arm]
+    if arm.startswith("wide"):
+        over = merge(over, wide_pool(system, cfg))
+    if arm.startswith("foundation"):
+        over = merge(over, foundation_arm(system, cfg))
     run_cfg = merge(merge(cfg, over), {"seed": seed, "test_set": {"path": tests["in"]},
                                        "reference": {"e0s": e0s}})
     wall = snakemake(wd, run_cfg, cores)
@@ -498,7 +579,7 @@ def run_system(system: str, arms: list[str], seeds: list[int], cores: int) -> pd
                 continue
             found = campaign_arm(system, arm, cfg, seed, tests, e0s, cores)
             rows += [{**r, "arm": arm, "seed": seed} for r in found]
-            if ARMS[arm].get("committee", {}).get("size", 2) > 2:
+            if arm.startswith("size4"):
                 # what the bigger committee's data is worth to a 2-member one:
                 # its mean is more accurate by itself, whatever it selected
                 rows += [{**r, "arm": f"{arm}_2members", "seed": seed, "members": 2}
@@ -525,11 +606,10 @@ def run_system(system: str, arms: list[str], seeds: list[int], cores: int) -> pd
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     out = []
     for system, sdf in df.groupby("system"):
-        seeds = sorted(sdf[sdf["arm"] == "active"]["seed"].unique())
         for arm in sorted(sdf["arm"].unique()):
             if arm in ("random", "refmd"):
                 continue
-            arm_seeds = [s for s in seeds if s in set(sdf[sdf["arm"] == arm]["seed"])]
+            arm_seeds = sorted(sdf[sdf["arm"] == arm]["seed"].unique())
             for other in ("random", "refmd", *VERSUS.get(arm, [])):
                 other_seeds = [s for s in arm_seeds if s in set(sdf[sdf["arm"] == other]["seed"])]
                 if not other_seeds:
