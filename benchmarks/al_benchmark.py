@@ -15,6 +15,12 @@ iteration and seeds:
   also at 1.3x the hottest temperature and in cells strained by ±3 % (the
   out-of-distribution conditions): does a pool with more variety let the
   committee's picks pay off? Compared with each other;
+- ``foundation``, ``foundation_bagging``, ``foundation_random`` (Cu/EMT
+  only): 4 members fine-tuned from one pretrained model, without and with
+  bagging, and random picks with that committee. No foundation model can be
+  downloaded here, so a stand-in is made once (foundation_arm): a MACE of the
+  campaign's architecture trained on EMT labels of rattled and strained cells
+  of 7 fcc metals and their binary alloys, no MD;
 - ``refmd``: no active learning: committees trained on N frames of MD with the
   reference itself at the sampling temperatures (ab initio MD), N = each
   label count of the active arm; its cost counts every MD step as a reference
@@ -39,6 +45,7 @@ target, and what held the rule back where a stop was due.
 
     .venv/bin/python benchmarks/al_benchmark.py --systems emt --seeds 0 1 2 3 4
     .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms size4 bagging --seeds 0 1 2
+    .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms size4_bagging random foundation foundation_bagging foundation_random --seeds 0 1 2
     .venv/bin/python benchmarks/al_benchmark.py --report-only     # tables of what has finished
 
 Finished campaigns are reused (a later run picks up where an earlier one
