@@ -286,12 +286,11 @@ FOUNDATION_BATCHES = {"batch_size": 16, "valid_batch_size": 32}
 FOUNDATION_METALS = ["Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"]
 
 
-def foundation_frames(n_pure: int = 24, n_alloys: int = 96, seed: int = 0) -> list:
+def foundation_frames(reference, workdir: Path, n_pure: int = 24, n_alloys: int = 96,
+                      seed: int = 0) -> list:
+    """The pre-training cells, labelled by ``reference`` (the campaign's)."""
     from ase.build import bulk
-    from ase.calculators.emt import EMT
     from ase.data import atomic_numbers, reference_states
-
-    from alflow.reference import labelled_copy
 
     rng = np.random.default_rng(seed)
     lattice = {el: reference_states[atomic_numbers[el]]["a"] for el in FOUNDATION_METALS}
@@ -307,37 +306,28 @@ def foundation_frames(n_pure: int = 24, n_alloys: int = 96, seed: int = 0) -> li
         strain = np.eye(3) * (1 + rng.uniform(-0.04, 0.04)) + rng.uniform(-0.01, 0.01, (3, 3))
         atoms.set_cell(atoms.cell @ (a * strain), scale_atoms=True)
         atoms.positions += rng.normal(0, rng.uniform(0.02, 0.08), atoms.positions.shape)
-        atoms.calc = EMT()
-        frames.append(labelled_copy(atoms, atoms.get_potential_energy(), atoms.get_forces(),
-                                    atoms.get_stress()))
+        frames.append(reference.label(atoms, workdir))
     return frames
 
 
 def foundation_arm(system: str, cfg: dict) -> dict:
     """The overrides of the foundation arms: committee.foundation_model, a MACE
     of the campaign's architecture pretrained on foundation_frames (made once)."""
-    from ase import Atoms
-    from ase.calculators.emt import EMT
-
     from alflow.io import write_frames
+    from alflow.reference import make_reference
     from alflow.training import train_member
 
-    if system != "emt":
-        raise SystemExit("the foundation arms exist for emt only")
     root = BENCH / system / "foundation"
     model = root / "foundation.model"
     if not model.exists():
         root.mkdir(parents=True, exist_ok=True)
-        frames = foundation_frames()
+        reference = make_reference(cfg["reference"])
+        frames = foundation_frames(reference, root / "label")
         rng = np.random.default_rng(1)
         valid = set(rng.choice(len(frames), len(frames) // 10, replace=False).tolist())
         write_frames(root / "train.xyz", [f for i, f in enumerate(frames) if i not in valid])
         write_frames(root / "valid.xyz", [f for i, f in enumerate(frames) if i in valid])
-        e0s = {}
-        for el in FOUNDATION_METALS:
-            atom = Atoms(el, cell=[12, 12, 12], pbc=False)
-            atom.calc = EMT()
-            e0s[el] = float(atom.get_potential_energy())
+        e0s = {el: reference.isolated_atom_energy(el, root / "label") for el in FOUNDATION_METALS}
         t0 = time.monotonic()
         train_member(output=str(model), work_dir=str(root / "train"), log_file=str(root / "train.log"),
                      threads=2, name="foundation", train_file=str(root / "train.xyz"),
@@ -637,6 +627,9 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--fresh", action="store_true", help="delete earlier campaigns first")
     args = ap.parse_args()
+    if any(a.startswith("foundation") for a in args.arms) and args.systems != ["emt"]:
+        ap.error("the foundation arms exist for --systems emt only (the stand-in is pretrained "
+                 "on EMT metals)")
     BENCH.mkdir(parents=True, exist_ok=True)
     curves_path = BENCH / "curves.csv"
     frames = []
