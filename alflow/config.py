@@ -39,7 +39,8 @@ def science(config: dict, *keys: str, schema: dict | None = None) -> dict:
     Keys the schema marks ``x-rerun: execution`` (where and how fast a job
     runs) or ``x-rerun: structure`` (how work is cut into jobs and files) are
     dropped, recursively, as are the free-form keys an object lists under
-    ``x-execution-keys`` (e.g. mace-torch's ``valid_batch_size``). What is
+    ``x-execution-keys`` (e.g. mace-torch's ``valid_batch_size``), and keys
+    marked ``x-omit-at-default`` while at their default. What is
     left goes into a rule's ``params``: changing it reruns that rule, and
     changing anything else never does.
     """
@@ -58,7 +59,15 @@ def _science(value, node: dict):
     skip = set(node.get("x-execution-keys", []))
     # sorted: Snakemake compares params by their text, and key order is no science
     return {k: _science(v, props.get(k, {})) for k, v in sorted(value.items())
-            if k not in skip and props.get(k, {}).get("x-rerun") not in NOT_SCIENCE}
+            if k not in skip and props.get(k, {}).get("x-rerun") not in NOT_SCIENCE
+            and not _omitted(v, props.get(k, {}))}
+
+
+def _omitted(value, node: dict) -> bool:
+    """A key marked ``x-omit-at-default`` at its default: it was added after
+    campaigns were run and its default does what the workflow did before, so
+    it stays out of params and those campaigns plan nothing new."""
+    return bool(node.get("x-omit-at-default")) and value == node.get("default")
 
 
 def level_of_theory(config: dict) -> dict:

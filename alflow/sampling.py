@@ -17,6 +17,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.md.langevin import Langevin
 from ase.md.langevinbaoab import LangevinBAOAB
+from ase.calculators.calculator import Calculator, all_changes
 from ase.constraints import FixCom
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
@@ -86,6 +87,66 @@ def committee_deviation(calc) -> float:
         return float("nan")
     comm = calc.results.get("forces_comm")
     return 0.0 if comm is None else force_deviation(comm)
+
+
+def energy_spread_gradient(energy_comm, forces_comm) -> np.ndarray:
+    """The gradient of the committee's energy standard deviation σ_E with
+    respect to the positions (eV/Å, shape (n_atoms, 3)), from each member's
+    energy E_k and forces F_k = -∇E_k alone:
+    ∇σ_E = -1/(K σ_E) Σ_k (E_k - Ē)(F_k - F̄). Zero where the members agree
+    (σ_E = 0), where the gradient is undefined."""
+    e = np.asarray(energy_comm, dtype=float)
+    f = np.asarray(forces_comm, dtype=float)
+    de, df = e - e.mean(), f - f.mean(axis=0)
+    sigma = np.sqrt((de ** 2).mean())
+    if not sigma > 0:
+        return np.zeros(f.shape[1:])
+    return -np.einsum("k,kij->ij", de, df) / (len(e) * sigma)
+
+
+UNBIASED_FORCES_KEY = "forces_unbiased"  # calculator results under a bias: the committee mean
+
+
+class UncertaintyBias(Calculator):
+    """A walker's committee calculator with forces biased towards where the
+    members disagree: the MD runs on Ē - τ σ_E, the hyperactive learning of
+    van der Oord et al. (npj Comput. Mater. 2023), so walkers reach
+    configurations the committee does not know sooner than thermal motion
+    would take them there. Forces become F̄ + τ ∇σ_E
+    (:func:`energy_spread_gradient`); energy, stress, per-member results and
+    the committee deviation stay the committee's, and ``forces_unbiased``
+    keeps F̄ for the frames (their labels are compared with it).
+
+    ``strength`` is τ relative to the forces, adapted as in that paper:
+    τ = strength · ⟨|F̄|⟩ / ⟨|∇σ_E|⟩, both means over the atoms of every
+    step this calculator has evaluated, so the bias pushes with about
+    ``strength`` times the typical physical force."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, calc, strength: float) -> None:
+        super().__init__()
+        if not strength > 0:
+            raise ValueError(f"bias strength must be > 0, got {strength}")
+        self.inner, self.strength = calc, float(strength)
+        self._force_sum = self._grad_sum = 0.0
+        self.tau = 0.0  # the last τ used (eV)
+
+    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.inner.calculate(self.atoms, properties or ["energy", "forces"], system_changes)
+        results = dict(self.inner.results)
+        forces = results.get("forces")
+        comm, ecomm = results.get("forces_comm"), results.get("energy_comm")
+        if forces is not None and comm is not None and ecomm is not None \
+                and np.all(np.isfinite(forces)) and np.all(np.isfinite(comm)):
+            grad = energy_spread_gradient(ecomm, comm)
+            self._force_sum += float(np.linalg.norm(forces, axis=1).mean())
+            self._grad_sum += float(np.linalg.norm(grad, axis=1).mean())
+            self.tau = self.strength * self._force_sum / self._grad_sum if self._grad_sum else 0.0
+            results[UNBIASED_FORCES_KEY] = np.array(forces, dtype=float)
+            results["forces"] = forces + self.tau * grad
+        self.results = results
 
 
 START_POLICIES = ("auto", "continue", "initial")
@@ -185,7 +246,7 @@ class Exploration:
 
 
 def explore(start: Atoms, calc, walker: Walker, *, start_note: str, steps: int,
-            trusted: list[Atoms], max_restarts: int, seed: int,
+            trusted: list[Atoms], max_restarts: int, seed: int, bias: float = 0.0,
             progress: Callable[[str], None] = log.info, **md) -> Exploration:
     """Spend a walker's ``steps`` for this iteration, restarting it when it stops early.
 
@@ -194,8 +255,12 @@ def explore(start: Atoms, calc, walker: Walker, *, start_note: str, steps: int,
     frame drawn with a seeded generator (``trusted``: initial structures and
     labelled data) with fresh velocities, for the steps it has left. Each
     segment is recorded; frames are numbered across segments.
+    ``bias`` > 0 drives the walker towards the committee's disagreement
+    (:class:`UncertaintyBias` of that strength, over all its segments).
     """
     rng = np.random.default_rng([seed, 1])
+    if bias:
+        calc = UncertaintyBias(calc, bias)
     frames: list[Atoms] = []
     segments = []
     done, note, current = 0, start_note, start
@@ -217,6 +282,8 @@ def explore(start: Atoms, calc, walker: Walker, *, start_note: str, steps: int,
         "restarts": len(segments) - 1, "last_segment_steps": segments[-1]["steps"],
         "segments": segments, "n_frames": len(frames), "max_deviation": max(devs, default=None),
     }
+    if bias:
+        record["bias_tau"] = calc.tau  # eV: the adapted τ of the last step
     return Exploration(frames, res.state, record)
 
 
@@ -287,7 +354,7 @@ def run_walker(atoms: Atoms, calc, walker: Walker, *, steps: int, timestep_fs: f
         trusted = np.isfinite(dev) and dev < trust_hi
         if step % save_every == 0 or not trusted:
             frame = _snapshot(atoms, walker, first_step + step, dev)
-            forces = calc.results.get("forces")
+            forces = calc.results.get(UNBIASED_FORCES_KEY, calc.results.get("forces"))
             if forces is not None:
                 frame.arrays[COMMITTEE_FORCES_KEY] = np.array(forces, dtype=float)
             if describe is not None and np.isfinite(dev):

@@ -21,6 +21,10 @@ iteration and seeds:
   downloaded here, so a stand-in is made once (foundation_arm): a MACE of the
   campaign's architecture trained on EMT labels of rattled and strained cells
   of 7 fcc metals and their binary alloys, no MD;
+- ``biased``, ``biased_strong``: the defaults (4 members, bagging) with
+  walkers biased towards the committee's disagreement (``sampling.bias`` 0.3
+  and 1.0, hyperactive learning): does a pool the committee itself widens
+  let active pay off? Compared with ``size4_bagging``;
 - ``refmd``: no active learning: committees trained on N frames of MD with the
   reference itself at the sampling temperatures (ab initio MD), N = each
   label count of the active arm; its cost counts every MD step as a reference
@@ -126,11 +130,16 @@ ARMS = {
     "foundation": {"committee": {"size": 4}},
     "foundation_bagging": {"committee": {"size": 4, "bagging": True}},
     "foundation_random": {"committee": {"size": 4}, "selection": {"strategy": "random"}},
+    # the defaults, with walkers biased towards the committee's disagreement
+    # (sampling.bias: hyperactive learning), at two strengths
+    "biased": {"committee": {"size": 4, "bagging": True}, "sampling": {"bias": 0.3}},
+    "biased_strong": {"committee": {"size": 4, "bagging": True}, "sampling": {"bias": 1.0}},
     "refmd": None,  # not a campaign of its own: see refmd_arm
 }
 # arms compared with each other besides random and reference MD
 VERSUS = {"wide": ["wide_random"], "foundation": ["size4_bagging", "foundation_random"],
-          "foundation_bagging": ["size4_bagging", "foundation_random"]}
+          "foundation_bagging": ["size4_bagging", "foundation_random"],
+          "biased": ["size4_bagging"], "biased_strong": ["size4_bagging"]}
 
 
 def merge(base: dict, over: dict) -> dict:

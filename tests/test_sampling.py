@@ -9,9 +9,10 @@ from ase import Atoms
 
 from alflow import COMMITTEE_FORCES_KEY, DESCRIPTOR_KEY, DEVIATION_KEY
 from alflow.metrics import load_committee
-from alflow.sampling import (Walker, committee_deviation, distrusted_walkers, force_deviation,
-                             last_segment_start, make_walkers, pack_walkers, plan_starts,
-                             run_walker, structure_descriptor, explore)
+from alflow.sampling import (UncertaintyBias, Walker, committee_deviation, distrusted_walkers,
+                             energy_spread_gradient, force_deviation, last_segment_start,
+                             make_walkers, pack_walkers, plan_starts, run_walker,
+                             structure_descriptor, explore)
 
 
 def test_force_deviation_matches_definition():
@@ -187,3 +188,59 @@ def test_a_stalled_walker_restarts_within_the_iteration(committee, cu_dataset):
                    max_restarts=3, seed=3, trust_hi=1e6, **md)
     assert calm.record["restarts"] == 0 and calm.record["stop_reason"] == "completed"
     assert calm.record["steps"] == 10 and not calm.record["stopped_early"]
+
+
+def _energy_spread(committee, atoms):
+    probe = atoms.copy()
+    probe.calc = committee
+    probe.get_potential_energy()
+    return float(np.std(committee.results["energy_comm"]))
+
+
+def test_energy_spread_gradient_matches_finite_differences(committee, cu_dataset):
+    atoms = read(cu_dataset / "train.xyz", 0)
+    atoms.rattle(0.05, seed=4)
+    atoms.calc = committee
+    atoms.get_forces()
+    grad = energy_spread_gradient(committee.results["energy_comm"], committee.results["forces_comm"])
+    assert grad.shape == (len(atoms), 3) and np.abs(grad).max() > 0
+    h = 1e-4
+    for i, c in [(0, 0), (3, 2), (7, 1)]:
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.positions[i, c] += h
+        minus.positions[i, c] -= h
+        fd = (_energy_spread(committee, plus) - _energy_spread(committee, minus)) / (2 * h)
+        assert grad[i, c] == pytest.approx(fd, rel=1e-3, abs=1e-7)
+    # members that agree: no direction to push in
+    assert not energy_spread_gradient([1.0, 1.0], np.ones((2, 3, 3))).any()
+
+
+def test_a_biased_walker_is_pushed_where_the_committee_disagrees(committee, cu_dataset):
+    start = read(cu_dataset / "train.xyz", 0)
+    w = Walker(0, 300.0, None, 0)
+    md = dict(steps=40, timestep_fs=1.0, save_every=5, friction=0.02, trust_hi=1e6,
+              start_note="initial:0", trusted=[start], max_restarts=0, progress=lambda s: None)
+    plain = explore(start, committee, w, seed=5, **md)
+    biased = explore(start, committee, w, seed=5, bias=1.0, **md)
+    assert "bias_tau" not in plain.record and biased.record["bias_tau"] > 0
+
+    def spread(run):
+        return np.mean([_energy_spread(committee, a) for a in run.frames[1:]])
+
+    # same seed, same noise: the bias alone raises the members' energy spread, more when stronger
+    stronger = explore(start, committee, w, seed=5, bias=3.0, **md)
+    assert spread(plain) < _energy_spread(committee, start) < spread(biased) < spread(stronger)
+    # the frames keep the committee's own (unbiased) forces: labels are compared with them
+    for frame in biased.frames[1:3]:
+        probe = frame.copy()
+        probe.calc = committee
+        assert np.allclose(frame.arrays[COMMITTEE_FORCES_KEY], probe.get_forces(), atol=1e-8)
+    biased_calc = UncertaintyBias(committee, 0.5)
+    probe = start.copy()
+    probe.calc = biased_calc
+    f = probe.get_forces()
+    assert not np.allclose(f, biased_calc.results["forces_unbiased"])
+    assert np.allclose(f - biased_calc.results["forces_unbiased"], biased_calc.tau * energy_spread_gradient(
+        biased_calc.results["energy_comm"], biased_calc.results["forces_comm"]))
+    with pytest.raises(ValueError, match="bias strength"):
+        UncertaintyBias(committee, 0.0)
