@@ -328,6 +328,17 @@ def foundation_arm(system: str, cfg: dict) -> dict:
 
     root = BENCH / system / "foundation"
     model = root / "foundation.model"
+    # what the stand-in is made from: a model made from other settings is refused
+    settings = {"mace": {**cfg["committee"]["mace"], **FOUNDATION_BATCHES},
+                "dtype": cfg["committee"]["dtype"], "epochs": FOUNDATION_EPOCHS,
+                "metals": FOUNDATION_METALS, "reference": cfg["reference"]["ase"]}
+    stamp = root / "settings.json"
+    if model.exists() and stamp.exists() and json.loads(stamp.read_text()) != settings:
+        old = json.loads(stamp.read_text())
+        changed = sorted(k for k in settings if old.get(k) != settings[k])
+        raise SystemExit(f"{model} was made with other settings ({', '.join(changed)} changed): "
+                         f"delete {root} to make the stand-in again, and the foundation arms' "
+                         "campaigns with it")
     if not model.exists():
         root.mkdir(parents=True, exist_ok=True)
         reference = make_reference(cfg["reference"])
@@ -344,6 +355,8 @@ def foundation_arm(system: str, cfg: dict) -> dict:
                      dtype=cfg["committee"]["dtype"], epochs=FOUNDATION_EPOCHS,
                      hyper={**cfg["committee"]["mace"], **FOUNDATION_BATCHES})
         print(f"  foundation model: {len(frames)} frames, {time.monotonic() - t0:.0f} s", flush=True)
+    if not stamp.exists():  # also for a stand-in made before the stamp (2026-11-30, these settings)
+        stamp.write_text(json.dumps(settings, indent=1, sort_keys=True))
     return {"committee": {"foundation_model": str(model)}}
 
 
