@@ -668,6 +668,27 @@ def main() -> None:
     report(df)
 
 
+def walker_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per system, active arm and iteration >= 1, the mean over seeds of what
+    each campaign's table says about its walkers and labels."""
+    rows = []
+    for (system, arm, seed), wd in df.dropna(subset=["wd"]).groupby(
+            ["system", "arm", "seed"])["wd"].first().items():
+        table = Path(wd) / "results" / "campaign.csv"
+        if arm == "refmd" or arm.endswith("_2members") or not table.exists():
+            continue
+        t = pd.read_csv(table)
+        t = t[t["iteration"] >= 1]
+        rows += [{"system": system, "arm": arm, "iteration": int(r["iteration"]),
+                  "stopped": r["walkers_stopped"] / r["n_walkers"],
+                  "restarts": r["n_walkers_restarted"] / r["n_walkers"],
+                  "label_error": r["calib_error"], "audit": r["audit_force_rmse"]}
+                 for _, r in t.iterrows()]
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).groupby(["system", "arm", "iteration"]).mean()
+
+
 def report(df: pd.DataFrame) -> None:
     pd.set_option("display.width", 200)
     fmt = lambda v: f"{v:.3g}"  # noqa: E731
@@ -688,6 +709,12 @@ def report(df: pd.DataFrame) -> None:
             ["pool_spearman", "pool_top_k_recall", "pool_scale_median"]].mean().round(2)
             .join(ranked.groupby(["system", "arm", "iteration"])["seed"].nunique()
                   .rename("seeds")).to_string())
+    walkers = walker_table(df)
+    if not walkers.empty:
+        print("\nWhat the walkers did and what their labels held, per iteration (mean over seeds): "
+              "share of walkers stopped early, restarts per walker, true max atomic force error "
+              "of the labelled frames (eV/Å), audit force RMSE (meV/Å):")
+        print(walkers.to_string(float_format=fmt))
     last = df.sort_values("n_labels").groupby(["system", "arm", "seed"]).tail(1)
     valid = pd.DataFrame([{"system": r["system"], "arm": r["arm"], "seed": r["seed"],
                            **stability(Path(r["wd"]))} for _, r in last.iterrows()])
