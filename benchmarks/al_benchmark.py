@@ -50,6 +50,7 @@ target, and what held the rule back where a stop was due.
     .venv/bin/python benchmarks/al_benchmark.py --systems emt --seeds 0 1 2 3 4
     .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms size4 bagging --seeds 0 1 2
     .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms size4_bagging random foundation foundation_bagging foundation_random --seeds 0 1 2
+    .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms biased biased_strong size4_bagging random --seeds 0 1 2
     .venv/bin/python benchmarks/al_benchmark.py --report-only     # tables of what has finished
 
 Finished campaigns are reused (a later run picks up where an earlier one
