@@ -133,8 +133,9 @@ def select(frames: list[Atoms], lo: float, hi: float, max_selected: int,
         descriptors (``info[DESCRIPTOR_KEY]``), from a seeded random start.
       * ``random``: uniform over the sane sampled frames, deviation ignored.
 
-    With ``label_past_hi`` the sane frames where walkers stopped past ``hi``
-    join the candidates. Selected frames carry ``info[SELECTED_BY]``.
+    Candidates must be sane too (``n_candidate_insane`` counts those left
+    out). With ``label_past_hi`` the sane frames where walkers stopped past
+    ``hi`` join the candidates. Selected frames carry ``info[SELECTED_BY]``.
     ``accurate_ratio`` (what convergence is judged on) is the share of frames
     below ``accurate_below`` when given (adaptive levels: the configured
     floor), else below ``lo``.
@@ -145,13 +146,19 @@ def select(frames: list[Atoms], lo: float, hi: float, max_selected: int,
         raise ValueError(f"trust levels must satisfy 0 <= lo < hi, got lo={lo}, hi={hi}")
     rng = np.random.default_rng(seed)
     classes = [classify(deviation(a), lo, hi) for a in frames]
+    sane = [a for a in frames
+            if math.isfinite(deviation(a)) and is_sane(a, min_distance_fraction)]
+    sane_ids = {id(a) for a in sane}
+    # a candidate with atoms on top of each other is never paid for: its label
+    # would be a collision past any force cap (a walker the committee drove,
+    # unaware, into a wall it has no data for)
     candidates = [a for a, c in zip(frames, classes) if c == CANDIDATE]
+    insane = [a for a in candidates if id(a) not in sane_ids]
+    candidates = [a for a in candidates if id(a) in sane_ids]
     past_hi = first_past_hi(frames, hi, min_distance_fraction) if label_past_hi else []
     for atoms in past_hi:
         atoms.info[PAST_HI] = True
 
-    sane = [a for a in frames
-            if math.isfinite(deviation(a)) and is_sane(a, min_distance_fraction)]
     audited = _uniform(sane, min(audit, max_selected), rng)
     taken = {id(a) for a in audited}
     n_random = min(max_selected - len(audited), round(random_fraction * max_selected))
@@ -191,6 +198,7 @@ def select(frames: list[Atoms], lo: float, hi: float, max_selected: int,
         "n_selected_random": len(control),
         "n_selected_audit": len(audited),
         "n_sane": len(sane),
+        "n_candidate_insane": len(insane),
         "n_past_hi_sane": len(past_hi),
         "n_past_hi_selected": sum(1 for a in chosen if a.info.get(PAST_HI)),
         "selected_deviation_min": min((deviation(a) for a in chosen), default=None),

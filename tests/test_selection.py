@@ -169,6 +169,23 @@ def test_sanity_of_frames_past_trust_hi():
     assert stats["n_past_hi_selected"] == 0 and len(chosen) == 2
 
 
+@pytest.mark.parametrize("strategy", ["balanced", "max_deviation", "fps"])
+def test_a_candidate_with_overlapping_atoms_is_never_labelled(strategy):
+    # the committee's most uncertain candidate is a collision (O-H squeezed to
+    # 0.4 Å, as biased Cu walkers reached 0.7 Å): its label would be wasted
+    frames = []
+    for step, (oh, d) in enumerate([(0.4, 0.45), (0.96, 0.3), (0.96, 0.2), (0.96, 0.05)]):
+        a = water(oh)
+        a.info.update({DEVIATION_KEY: d, "walker": 0, "step": step, DESCRIPTOR_KEY: np.array([oh, d])})
+        frames.append(a)
+    chosen, stats = select(frames, 0.1, 0.5, 3, strategy)
+    assert sorted(a.info["step"] for a in chosen) == [1, 2]
+    assert stats["n_candidate"] == 3 and stats["n_candidate_insane"] == 1
+    # a user who samples squeezed matter lowers the threshold, and it is labelled
+    chosen, stats = select(frames, 0.1, 0.5, 3, strategy, min_distance_fraction=0.3)
+    assert sorted(a.info["step"] for a in chosen) == [0, 1, 2] and stats["n_candidate_insane"] == 0
+
+
 def test_accurate_ratio_against_the_floor_with_adaptive_levels():
     frames = [frame(d, step=k) for k, d in enumerate([0.01, 0.02, 0.3, 0.35, 0.4, 0.45])]
     lo, hi = trust_levels([a.info[DEVIATION_KEY] for a in frames], 0.05, 2.0, "adaptive", 0.5)
