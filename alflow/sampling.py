@@ -120,48 +120,17 @@ class UncertaintyBias(Calculator):
     ``strength`` is τ relative to the forces, adapted as in that paper:
     τ = strength · ⟨|F̄|⟩ / ⟨|∇σ_E|⟩, both means over the atoms of every
     step this calculator has evaluated, so the bias pushes with about
-    ``strength`` times the typical physical force.
-
-    ``fade`` < 1 guards the walker: the bias fades out (cos²) as the
-    committee's max atomic force deviation d rises from ``fade`` × ``stop``
-    to ``stop`` (the walker's stop level, trust_hi), so it pushes towards
-    what the committee does not know, not on into what it gets badly wrong.
-    The biased forces are then no gradient of one energy (the Langevin
-    thermostat does not need one). ``fade`` = 1: the bias of the paper."""
+    ``strength`` times the typical physical force."""
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
-    def __init__(self, calc, strength: float, *, fade: float = 1.0,
-                 stop: float | None = None) -> None:
+    def __init__(self, calc, strength: float) -> None:
         super().__init__()
         if not strength > 0:
             raise ValueError(f"bias strength must be > 0, got {strength}")
-        if not 0 < fade <= 1:
-            raise ValueError(f"bias fade must be in (0, 1], got {fade}")
-        if fade < 1 and not (stop is not None and stop > 0):
-            raise ValueError(f"a bias fade needs the walker's stop level, got {stop}")
         self.inner, self.strength = calc, float(strength)
-        self.fade, self.stop = float(fade), stop
-        self._force_sum = self._grad_sum = self._weight_sum = 0.0
-        self._steps = 0
+        self._force_sum = self._grad_sum = 0.0
         self.tau = 0.0  # the last τ used (eV)
-
-    def weight(self, deviation: float) -> float:
-        """The share of the bias applied at a committee deviation (1 below
-        ``fade`` × ``stop``, 0 at ``stop`` and beyond)."""
-        if self.fade >= 1:
-            return 1.0
-        lo, hi = self.fade * self.stop, self.stop
-        if not deviation > lo:  # NaN deviations never reach here (finite forces)
-            return 1.0
-        if deviation >= hi:
-            return 0.0
-        return float(np.cos(0.5 * np.pi * (deviation - lo) / (hi - lo)) ** 2)
-
-    @property
-    def mean_weight(self) -> float | None:
-        """The mean share of the bias applied over the steps evaluated."""
-        return self._weight_sum / self._steps if self._steps else None
 
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -175,11 +144,8 @@ class UncertaintyBias(Calculator):
             self._force_sum += float(np.linalg.norm(forces, axis=1).mean())
             self._grad_sum += float(np.linalg.norm(grad, axis=1).mean())
             self.tau = self.strength * self._force_sum / self._grad_sum if self._grad_sum else 0.0
-            w = self.weight(force_deviation(comm))
-            self._weight_sum += w
-            self._steps += 1
             results[UNBIASED_FORCES_KEY] = np.array(forces, dtype=float)
-            results["forces"] = forces + w * self.tau * grad
+            results["forces"] = forces + self.tau * grad
         self.results = results
 
 
@@ -281,7 +247,7 @@ class Exploration:
 
 def explore(start: Atoms, calc, walker: Walker, *, start_note: str, steps: int,
             trusted: list[Atoms], max_restarts: int, seed: int, bias: float = 0.0,
-            bias_fade: float = 1.0, progress: Callable[[str], None] = log.info, **md) -> Exploration:
+            progress: Callable[[str], None] = log.info, **md) -> Exploration:
     """Spend a walker's ``steps`` for this iteration, restarting it when it stops early.
 
     A walker that stops (deviation past trust_hi, non-finite forces) before its
@@ -290,12 +256,11 @@ def explore(start: Atoms, calc, walker: Walker, *, start_note: str, steps: int,
     labelled data) with fresh velocities, for the steps it has left. Each
     segment is recorded; frames are numbered across segments.
     ``bias`` > 0 drives the walker towards the committee's disagreement
-    (:class:`UncertaintyBias` of that strength, over all its segments),
-    fading out from ``bias_fade`` × trust_hi to trust_hi.
+    (:class:`UncertaintyBias` of that strength, over all its segments).
     """
     rng = np.random.default_rng([seed, 1])
     if bias:
-        calc = UncertaintyBias(calc, bias, fade=bias_fade, stop=md.get("trust_hi"))
+        calc = UncertaintyBias(calc, bias)
     frames: list[Atoms] = []
     segments = []
     done, note, current = 0, start_note, start
@@ -319,8 +284,6 @@ def explore(start: Atoms, calc, walker: Walker, *, start_note: str, steps: int,
     }
     if bias:
         record["bias_tau"] = calc.tau  # eV: the adapted τ of the last step
-        if bias_fade < 1:
-            record["bias_weight"] = calc.mean_weight  # the mean share of the bias applied
     return Exploration(frames, res.state, record)
 
 

@@ -25,10 +25,6 @@ iteration and seeds:
   walkers biased towards the committee's disagreement (``sampling.bias`` 0.3
   and 1.0, hyperactive learning): does a pool the committee itself widens
   let active pay off? Compared with ``size4_bagging``;
-- ``guarded``, ``guarded_strong``: the same biases fading out from half the
-  walkers' stop level (``sampling.bias_fade`` 0.5), so they stop pushing
-  before the committee breaks down. Compared with ``size4_bagging`` and the
-  unguarded arm of the same strength;
 - ``refmd``: no active learning: committees trained on N frames of MD with the
   reference itself at the sampling temperatures (ab initio MD), N = each
   label count of the active arm; its cost counts every MD step as a reference
@@ -55,7 +51,6 @@ target, and what held the rule back where a stop was due.
     .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms size4 bagging --seeds 0 1 2
     .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms size4_bagging random foundation foundation_bagging foundation_random --seeds 0 1 2
     .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms biased biased_strong size4_bagging random --seeds 0 1 2
-    .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms guarded guarded_strong --seeds 0 1 2
     .venv/bin/python benchmarks/al_benchmark.py --report-only     # tables of what has finished
 
 Finished campaigns are reused (a later run picks up where an earlier one
@@ -140,17 +135,12 @@ ARMS = {
     # (sampling.bias: hyperactive learning), at two strengths
     "biased": {"committee": {"size": 4, "bagging": True}, "sampling": {"bias": 0.3}},
     "biased_strong": {"committee": {"size": 4, "bagging": True}, "sampling": {"bias": 1.0}},
-    # the same, the bias fading out from half the walkers' stop level (sampling.bias_fade)
-    "guarded": {"committee": {"size": 4, "bagging": True}, "sampling": {"bias": 0.3, "bias_fade": 0.5}},
-    "guarded_strong": {"committee": {"size": 4, "bagging": True},
-                       "sampling": {"bias": 1.0, "bias_fade": 0.5}},
     "refmd": None,  # not a campaign of its own: see refmd_arm
 }
 # arms compared with each other besides random and reference MD
 VERSUS = {"wide": ["wide_random"], "foundation": ["size4_bagging", "foundation_random"],
           "foundation_bagging": ["size4_bagging", "foundation_random"],
-          "biased": ["size4_bagging"], "biased_strong": ["size4_bagging"],
-          "guarded": ["size4_bagging", "biased"], "guarded_strong": ["size4_bagging", "biased_strong"]}
+          "biased": ["size4_bagging"], "biased_strong": ["size4_bagging"]}
 
 
 def merge(base: dict, over: dict) -> dict:

@@ -68,7 +68,6 @@ else:
                 else p.trust_hi)
     log.info("walkers stop at a committee deviation of %.4g eV/Å%s", trust_hi,
              f"; biased towards the committee's disagreement, strength {s['bias']:g}"
-             + (f", fading out from {s['bias_fade'] * trust_hi:.4g}" if s["bias_fade"] < 1 else "")
              if s["bias"] else "")
     species = sorted(atomic_numbers[e] for e in p.elements)
     describe = ((lambda atoms: sampling.structure_descriptor(calc, atoms, species))
@@ -77,7 +76,6 @@ else:
         mine, starts, calc, seeds=[p.seed * 100003 + it * 1009 + w.index for w in mine],
         batched=s["batched"], batch_size=s["batch_size"], describe=describe,
         steps=s["steps"], trusted=trusted, max_restarts=s["max_restarts"], bias=s["bias"],
-        bias_fade=s["bias_fade"],
         timestep_fs=s["timestep_fs"], save_every=s["save_every"], friction=s["friction"],
         trust_hi=trust_hi, progress=log.info)
     frames = [a for run in runs for a in run.frames]

@@ -244,37 +244,3 @@ def test_a_biased_walker_is_pushed_where_the_committee_disagrees(committee, cu_d
         biased_calc.results["energy_comm"], biased_calc.results["forces_comm"]))
     with pytest.raises(ValueError, match="bias strength"):
         UncertaintyBias(committee, 0.0)
-
-
-def test_a_guarded_bias_fades_out_towards_the_stop_level(committee, cu_dataset):
-    guarded = UncertaintyBias(committee, 0.5, fade=0.5, stop=2.0)
-    # full below fade x stop, half way down at the middle of the fade, off at the stop
-    assert guarded.weight(0.3) == guarded.weight(1.0) == 1.0
-    assert guarded.weight(1.5) == pytest.approx(0.5)
-    assert 0.5 < guarded.weight(1.2) < 1.0 and 0 < guarded.weight(1.8) < 0.5
-    assert guarded.weight(2.0) == guarded.weight(7.0) == 0.0
-    assert UncertaintyBias(committee, 0.5).weight(7.0) == 1.0  # the paper's bias: no fade
-    for bad, match in (({"fade": 0.0, "stop": 1.0}, "fade"), ({"fade": 1.5, "stop": 1.0}, "fade"),
-                       ({"fade": 0.5}, "stop level")):
-        with pytest.raises(ValueError, match=match):
-            UncertaintyBias(committee, 0.5, **bad)
-    # on a real committee: the applied bias is the weight at its deviation x the full bias
-    start = read(cu_dataset / "train.xyz", 0)
-    start.rattle(0.1, seed=3)
-    probe = start.copy()
-    probe.calc = committee
-    probe.get_forces()
-    dev = committee_deviation(committee)
-    for fade, stop in ((0.5, 1.5 * dev), (0.5, 0.8 * dev), (0.2, 4 * dev)):
-        calc = UncertaintyBias(committee, 0.5, fade=fade, stop=stop)
-        probe.calc = calc
-        f = probe.get_forces()
-        full = calc.tau * energy_spread_gradient(calc.results["energy_comm"], calc.results["forces_comm"])
-        assert np.allclose(f - calc.results["forces_unbiased"], calc.weight(dev) * full)
-        assert calc.mean_weight == pytest.approx(calc.weight(dev))
-    # a walker with a guarded bias records how much of it was applied
-    w = Walker(0, 300.0, None, 0)
-    run = explore(start, committee, w, seed=5, bias=1.0, bias_fade=0.5, steps=10, timestep_fs=1.0,
-                  save_every=5, friction=0.02, trust_hi=2 * dev, start_note="initial:0",
-                  trusted=[start], max_restarts=0, progress=lambda s: None)
-    assert 0 <= run.record["bias_weight"] <= 1 and run.record["bias_tau"] > 0
