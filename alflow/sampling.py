@@ -20,6 +20,7 @@ from ase.md.langevinbaoab import LangevinBAOAB
 from ase.calculators.calculator import Calculator, all_changes
 from ase.constraints import FixCom
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
+from ase.neighborlist import neighbor_list
 
 from . import COMMITTEE_FORCES_KEY, DESCRIPTOR_KEY, DEVIATION_KEY
 
@@ -104,6 +105,32 @@ def energy_spread_gradient(energy_comm, forces_comm) -> np.ndarray:
     return -np.einsum("k,kij->ij", de, df) / (len(e) * sigma)
 
 
+WALL_CUTOFF = 4.0  # Å: pairs of elements closer than this in the data set a wall (closest_pairs)
+
+
+def closest_pairs(frames: list[Atoms], cutoff: float = WALL_CUTOFF) -> np.ndarray:
+    """The closest distance of each pair of elements over ``frames`` (Å), as a
+    symmetric matrix indexed by atomic numbers; a pair never closer than
+    ``cutoff`` in any frame gets ``cutoff``."""
+    closest = np.full((119, 119), float(cutoff))
+    for atoms in frames:
+        if len(atoms) < 2:
+            continue
+        i, j, d = neighbor_list("ijd", atoms, cutoff)
+        zi, zj = atoms.numbers[i], atoms.numbers[j]
+        np.minimum.at(closest, (zi, zj), d)
+    return np.minimum(closest, closest.T)
+
+
+def inside_wall(atoms: Atoms, closest: np.ndarray, fraction: float) -> bool:
+    """Whether two atoms are closer than ``fraction`` x the closest distance of
+    their elements in the data (:func:`closest_pairs`)."""
+    if len(atoms) < 2:
+        return False
+    i, j, d = neighbor_list("ijd", atoms, fraction * float(closest.max()))
+    return bool(np.any(d < fraction * closest[atoms.numbers[i], atoms.numbers[j]]))
+
+
 UNBIASED_FORCES_KEY = "forces_unbiased"  # calculator results under a bias: the committee mean
 
 
@@ -120,16 +147,28 @@ class UncertaintyBias(Calculator):
     ``strength`` is τ relative to the forces, adapted as in that paper:
     τ = strength · ⟨|F̄|⟩ / ⟨|∇σ_E|⟩, both means over the atoms of every
     step this calculator has evaluated, so the bias pushes with about
-    ``strength`` times the typical physical force."""
+    ``strength`` times the typical physical force.
+
+    ``closest`` (:func:`closest_pairs` of the data) and ``wall`` > 0 set a
+    wall: while two atoms are closer than ``wall`` × the closest distance of
+    their elements in the data, the bias is off and the walker feels the
+    committee alone. The committee has no data there and no disagreement
+    about a repulsion it never saw, so the bias would push on into
+    collisions (benchmarks/RESULTS.md)."""
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
-    def __init__(self, calc, strength: float) -> None:
+    def __init__(self, calc, strength: float, *, closest: np.ndarray | None = None,
+                 wall: float = 0.0) -> None:
         super().__init__()
         if not strength > 0:
             raise ValueError(f"bias strength must be > 0, got {strength}")
+        if wall and closest is None:
+            raise ValueError("a bias wall needs the closest pairs of the data")
         self.inner, self.strength = calc, float(strength)
+        self.closest, self.wall = closest, float(wall)
         self._force_sum = self._grad_sum = 0.0
+        self.steps = self.steps_off = 0  # steps evaluated, and those inside the wall
         self.tau = 0.0  # the last τ used (eV)
 
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
@@ -145,7 +184,11 @@ class UncertaintyBias(Calculator):
             self._grad_sum += float(np.linalg.norm(grad, axis=1).mean())
             self.tau = self.strength * self._force_sum / self._grad_sum if self._grad_sum else 0.0
             results[UNBIASED_FORCES_KEY] = np.array(forces, dtype=float)
-            results["forces"] = forces + self.tau * grad
+            self.steps += 1
+            if self.wall and inside_wall(self.atoms, self.closest, self.wall):
+                self.steps_off += 1
+            else:
+                results["forces"] = forces + self.tau * grad
         self.results = results
 
 
@@ -247,7 +290,7 @@ class Exploration:
 
 def explore(start: Atoms, calc, walker: Walker, *, start_note: str, steps: int,
             trusted: list[Atoms], max_restarts: int, seed: int, bias: float = 0.0,
-            progress: Callable[[str], None] = log.info, **md) -> Exploration:
+            bias_wall: float = 0.0, progress: Callable[[str], None] = log.info, **md) -> Exploration:
     """Spend a walker's ``steps`` for this iteration, restarting it when it stops early.
 
     A walker that stops (deviation past trust_hi, non-finite forces) before its
@@ -256,11 +299,14 @@ def explore(start: Atoms, calc, walker: Walker, *, start_note: str, steps: int,
     labelled data) with fresh velocities, for the steps it has left. Each
     segment is recorded; frames are numbered across segments.
     ``bias`` > 0 drives the walker towards the committee's disagreement
-    (:class:`UncertaintyBias` of that strength, over all its segments).
+    (:class:`UncertaintyBias` of that strength, over all its segments), off
+    while two atoms are closer than ``bias_wall`` × the closest distance of
+    their elements in ``trusted``.
     """
     rng = np.random.default_rng([seed, 1])
     if bias:
-        calc = UncertaintyBias(calc, bias)
+        calc = UncertaintyBias(calc, bias, wall=bias_wall,
+                               closest=closest_pairs(trusted) if bias_wall else None)
     frames: list[Atoms] = []
     segments = []
     done, note, current = 0, start_note, start
@@ -284,6 +330,8 @@ def explore(start: Atoms, calc, walker: Walker, *, start_note: str, steps: int,
     }
     if bias:
         record["bias_tau"] = calc.tau  # eV: the adapted τ of the last step
+        if bias_wall:  # the share of steps the wall held the bias off
+            record["bias_off"] = calc.steps_off / calc.steps if calc.steps else None
     return Exploration(frames, res.state, record)
 
 

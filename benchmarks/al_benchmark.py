@@ -25,6 +25,10 @@ iteration and seeds:
   walkers biased towards the committee's disagreement (``sampling.bias`` 0.3
   and 1.0, hyperactive learning): does a pool the committee itself widens
   let active pay off? Compared with ``size4_bagging``;
+- ``walled``, ``walled_strong``: the same biases, off while two atoms are
+  closer than 0.9 x the closest pair of their elements in the data
+  (``sampling.bias_wall``). Compared with ``size4_bagging`` and the arm
+  without the wall;
 - ``refmd``: no active learning: committees trained on N frames of MD with the
   reference itself at the sampling temperatures (ab initio MD), N = each
   label count of the active arm; its cost counts every MD step as a reference
@@ -51,6 +55,7 @@ target, and what held the rule back where a stop was due.
     .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms size4 bagging --seeds 0 1 2
     .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms size4_bagging random foundation foundation_bagging foundation_random --seeds 0 1 2
     .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms biased biased_strong size4_bagging random --seeds 0 1 2
+    .venv/bin/python benchmarks/al_benchmark.py --systems water --arms walled --seeds 0 1 2
     .venv/bin/python benchmarks/al_benchmark.py --report-only     # tables of what has finished
 
 Finished campaigns are reused (a later run picks up where an earlier one
@@ -135,12 +140,18 @@ ARMS = {
     # (sampling.bias: hyperactive learning), at two strengths
     "biased": {"committee": {"size": 4, "bagging": True}, "sampling": {"bias": 0.3}},
     "biased_strong": {"committee": {"size": 4, "bagging": True}, "sampling": {"bias": 1.0}},
+    # the same, the bias off while atoms are closer than 0.9 x the closest pair
+    # of their elements in the data (sampling.bias_wall)
+    "walled": {"committee": {"size": 4, "bagging": True}, "sampling": {"bias": 0.3, "bias_wall": 0.9}},
+    "walled_strong": {"committee": {"size": 4, "bagging": True},
+                      "sampling": {"bias": 1.0, "bias_wall": 0.9}},
     "refmd": None,  # not a campaign of its own: see refmd_arm
 }
 # arms compared with each other besides random and reference MD
 VERSUS = {"wide": ["wide_random"], "foundation": ["size4_bagging", "foundation_random"],
           "foundation_bagging": ["size4_bagging", "foundation_random"],
-          "biased": ["size4_bagging"], "biased_strong": ["size4_bagging"]}
+          "biased": ["size4_bagging"], "biased_strong": ["size4_bagging"],
+          "walled": ["size4_bagging", "biased"], "walled_strong": ["size4_bagging", "biased_strong"]}
 
 
 def merge(base: dict, over: dict) -> dict:

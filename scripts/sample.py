@@ -68,6 +68,8 @@ else:
                 else p.trust_hi)
     log.info("walkers stop at a committee deviation of %.4g eV/Å%s", trust_hi,
              f"; biased towards the committee's disagreement, strength {s['bias']:g}"
+             + (f", off inside {s['bias_wall']:g} x the closest pairs of the data"
+                if s["bias_wall"] else "")
              if s["bias"] else "")
     species = sorted(atomic_numbers[e] for e in p.elements)
     describe = ((lambda atoms: sampling.structure_descriptor(calc, atoms, species))
@@ -76,6 +78,7 @@ else:
         mine, starts, calc, seeds=[p.seed * 100003 + it * 1009 + w.index for w in mine],
         batched=s["batched"], batch_size=s["batch_size"], describe=describe,
         steps=s["steps"], trusted=trusted, max_restarts=s["max_restarts"], bias=s["bias"],
+        bias_wall=s["bias_wall"],
         timestep_fs=s["timestep_fs"], save_every=s["save_every"], friction=s["friction"],
         trust_hi=trust_hi, progress=log.info)
     frames = [a for run in runs for a in run.frames]

@@ -84,6 +84,7 @@ def test_science_leaves_out_where_and_how_fast():
     # does what the workflow did before it existed, campaigns run before it plan nothing
     assert cfg["sampling"]["bias"] == 0 and "bias" not in alcfg.science(cfg, "sampling")
     assert alcfg.science(science, "sampling")["bias"] == 0.2
+    assert cfg["sampling"]["bias_wall"] == 0 and "bias_wall" not in alcfg.science(science, "sampling")
 
 
 def test_stress_is_trained_for_npt_walkers():

@@ -9,7 +9,8 @@ from ase import Atoms
 
 from alflow import COMMITTEE_FORCES_KEY, DESCRIPTOR_KEY, DEVIATION_KEY
 from alflow.metrics import load_committee
-from alflow.sampling import (UncertaintyBias, Walker, committee_deviation, distrusted_walkers,
+from alflow.sampling import (UncertaintyBias, Walker, closest_pairs, committee_deviation,
+                             distrusted_walkers, inside_wall,
                              energy_spread_gradient, force_deviation, last_segment_start,
                              make_walkers, pack_walkers, plan_starts, run_walker,
                              structure_descriptor, explore)
@@ -244,3 +245,45 @@ def test_a_biased_walker_is_pushed_where_the_committee_disagrees(committee, cu_d
         biased_calc.results["energy_comm"], biased_calc.results["forces_comm"]))
     with pytest.raises(ValueError, match="bias strength"):
         UncertaintyBias(committee, 0.0)
+
+
+def test_closest_pairs_of_the_data_and_the_wall():
+    from ase.build import molecule
+    h2o = molecule("H2O")
+    h2o.center(vacuum=4.0)
+    closest = closest_pairs([h2o])
+    oh, hh = h2o.get_distance(0, 1), h2o.get_distance(1, 2)
+    assert closest[8, 1] == closest[1, 8] == pytest.approx(oh)
+    assert closest[1, 1] == pytest.approx(hh) and closest[8, 8] == 4.0  # O-O never seen: the cutoff
+    dimer = h2o + h2o
+    dimer.positions[3:] += [2.6, 0, 0]  # a second molecule, O-O 2.6 Å
+    closest = closest_pairs([h2o, dimer])
+    assert closest[8, 8] == pytest.approx(2.6) and closest[8, 1] == pytest.approx(oh)
+    assert not inside_wall(dimer, closest, 0.9)
+    squeezed = dimer.copy()
+    squeezed.positions[3:] -= [0.5, 0, 0]  # O-O 2.1 Å < 0.9 x 2.6 Å
+    assert inside_wall(squeezed, closest, 0.9) and not inside_wall(squeezed, closest, 0.8)
+
+
+def test_the_bias_is_off_inside_the_wall(committee, cu_dataset):
+    data = read(cu_dataset / "train.xyz", ":")
+    closest = closest_pairs(data)
+    assert 2.0 < closest[29, 29] < 2.6
+    calc = UncertaintyBias(committee, 0.5, closest=closest, wall=0.9)
+    apart = data[0].copy()
+    apart.rattle(0.02, seed=1)
+    crushed = apart.copy()
+    i, j = 0, int(np.argsort(apart.get_distances(0, range(len(apart)), mic=True))[1])
+    crushed.set_distance(i, j, 0.8 * closest[29, 29], fix=0.5, mic=True)
+    for atoms, off in ((apart, False), (crushed, True)):
+        atoms.calc = calc
+        f = atoms.get_forces()
+        assert np.allclose(f, calc.results["forces_unbiased"]) == off
+    assert (calc.steps, calc.steps_off) == (2, 1)
+    with pytest.raises(ValueError, match="closest pairs"):
+        UncertaintyBias(committee, 0.5, wall=0.9)
+    w = Walker(0, 300.0, None, 0)
+    run = explore(apart, committee, w, seed=5, bias=1.0, bias_wall=0.9, steps=10, timestep_fs=1.0,
+                  save_every=5, friction=0.02, trust_hi=1e6, start_note="initial:0",
+                  trusted=data, max_restarts=0, progress=lambda s: None)
+    assert run.record["bias_off"] == 0.0 and run.record["bias_tau"] > 0

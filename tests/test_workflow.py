@@ -384,7 +384,7 @@ def test_cp2k_xtb_campaign(tmp_path):
 def test_converged_campaign_turns_later_iterations_into_no_ops(tmp_path):
     # NPT walkers (stress is trained), biased towards the committee's disagreement
     wd = make_campaign(tmp_path, "emt", iterations=3, convergence={"accurate_ratio": 0.0},
-                       sampling={"pressures": [0.0], "bias": 0.2})
+                       sampling={"pressures": [0.0], "bias": 0.2, "bias_wall": 0.9})
     counts = job_counts(run(wd, "-n").stdout)
     assert counts["train"] == 4 * 2 and counts["sample"] == 3 * 2  # all still in the DAG
     run(wd)
@@ -404,8 +404,8 @@ def test_converged_campaign_turns_later_iterations_into_no_ops(tmp_path):
     assert read_frames(res / "iter_001" / "sample" / "pack_0.xyz")
     assert not read_frames(res / "iter_002" / "sample" / "pack_0.xyz")
     records = json.loads((res / "iter_001" / "sample" / "walkers_0.json").read_text())["walkers"]
-    assert records and all(r["bias_tau"] > 0 for r in records)
-    assert "strength 0.2" in (res / "logs" / "sample" / "iter_001_pack_0.log").read_text()
+    assert records and all(r["bias_tau"] > 0 and 0 <= r["bias_off"] <= 1 for r in records)
+    assert "strength 0.2, off inside 0.9 x the closest pairs" in (res / "logs" / "sample" / "iter_001_pack_0.log").read_text()
     table = pd.read_csv(res / "campaign.csv")
     assert table["n_train"].nunique() == 1 and table["converged"].iloc[1:].all()
     assert "carried over unchanged" in (res / "logs" / "train" / "iter_003_member_0.log").read_text()
