@@ -266,8 +266,9 @@ SelectTypeParameters=CR_Core_Memory
 SlurmdParameters=config_overrides
 DefMemPerCPU=256
 ReturnToService=2
-# finished jobs stay visible to scontrol/squeue for 10 min
-MinJobAge=600
+# finished jobs stay visible to scontrol/squeue for an hour (tests query them after long
+# campaigns; a loaded machine took 13 min for one)
+MinJobAge=3600
 # kill exactly at the time limit, quickly
 OverTimeLimit=0
 KillWait=2
