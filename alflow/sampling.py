@@ -290,7 +290,8 @@ class Exploration:
 
 def explore(start: Atoms, calc, walker: Walker, *, start_note: str, steps: int,
             trusted: list[Atoms], max_restarts: int, seed: int, bias: float = 0.0,
-            bias_wall: float = 0.0, progress: Callable[[str], None] = log.info, **md) -> Exploration:
+            bias_wall: float = 0.0, wall_pairs: np.ndarray | None = None,
+            progress: Callable[[str], None] = log.info, **md) -> Exploration:
     """Spend a walker's ``steps`` for this iteration, restarting it when it stops early.
 
     A walker that stops (deviation past trust_hi, non-finite forces) before its
@@ -301,12 +302,14 @@ def explore(start: Atoms, calc, walker: Walker, *, start_note: str, steps: int,
     ``bias`` > 0 drives the walker towards the committee's disagreement
     (:class:`UncertaintyBias` of that strength, over all its segments), off
     while two atoms are closer than ``bias_wall`` × the closest distance of
-    their elements in ``trusted``.
+    their elements in ``trusted`` (``wall_pairs``: :func:`closest_pairs` of
+    ``trusted`` when already computed).
     """
     rng = np.random.default_rng([seed, 1])
     if bias:
-        calc = UncertaintyBias(calc, bias, wall=bias_wall,
-                               closest=closest_pairs(trusted) if bias_wall else None)
+        if bias_wall and wall_pairs is None:
+            wall_pairs = closest_pairs(trusted)
+        calc = UncertaintyBias(calc, bias, wall=bias_wall, closest=wall_pairs)
     frames: list[Atoms] = []
     segments = []
     done, note, current = 0, start_note, start
@@ -358,6 +361,8 @@ def explore_pack(walkers: list[Walker], starts: list[tuple[Atoms, str]], calc, *
             return out
         return run
 
+    if kwargs.get("bias") and kwargs.get("bias_wall"):  # once per pack, not per walker
+        kwargs["wall_pairs"] = closest_pairs(kwargs["trusted"])
     tasks = [task(w, start, note, seed) for w, (start, note), seed in zip(walkers, starts, seeds)]
     if not batched:
         return [run(calc) for run in tasks]
