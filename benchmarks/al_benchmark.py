@@ -14,7 +14,9 @@ iteration and seeds:
 - ``wide`` and ``wide_random``: active and random from a wider pool, walkers
   also at 1.3x the hottest temperature and in cells strained by ±3 % (the
   out-of-distribution conditions): does a pool with more variety let the
-  committee's picks pay off? Compared with each other;
+  committee's picks pay off? Compared with each other; ``wide_bagging``: the
+  same pool with the default committee (4 members, bagging), compared with
+  ``wide_random`` and with ``size4_bagging`` (the narrow pool);
 - ``foundation``, ``foundation_bagging``, ``foundation_random`` (Cu/EMT
   only): 4 members fine-tuned from one pretrained model, without and with
   bagging, and random picks with that committee. No foundation model can be
@@ -56,6 +58,7 @@ target, and what held the rule back where a stop was due.
     .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms size4_bagging random foundation foundation_bagging foundation_random --seeds 0 1 2
     .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms biased biased_strong size4_bagging random --seeds 0 1 2
     .venv/bin/python benchmarks/al_benchmark.py --systems water --arms walled --seeds 0 1 2
+    .venv/bin/python benchmarks/al_benchmark.py --systems emt --arms wide_bagging wide_random --seeds 0 1 2
     .venv/bin/python benchmarks/al_benchmark.py --report-only     # tables of what has finished
 
 Finished campaigns are reused (a later run picks up where an earlier one
@@ -131,6 +134,7 @@ ARMS = {
     # and in cells strained by ±3 %, the out-of-distribution test conditions
     "wide": {},
     "wide_random": {"selection": {"strategy": "random"}},
+    "wide_bagging": {"committee": {"size": 4, "bagging": True}},
     # members fine-tuned from one pretrained model (foundation_arm), a stand-in
     # for MACE-MP-0 made here: no foundation model can be downloaded
     "foundation": {"committee": {"size": 4}},
@@ -148,7 +152,8 @@ ARMS = {
     "refmd": None,  # not a campaign of its own: see refmd_arm
 }
 # arms compared with each other besides random and reference MD
-VERSUS = {"wide": ["wide_random"], "foundation": ["size4_bagging", "foundation_random"],
+VERSUS = {"wide": ["wide_random"], "wide_bagging": ["wide_random", "size4_bagging"],
+          "foundation": ["size4_bagging", "foundation_random"],
           "foundation_bagging": ["size4_bagging", "foundation_random"],
           "biased": ["size4_bagging"], "biased_strong": ["size4_bagging"],
           "walled": ["size4_bagging", "biased"], "walled_strong": ["size4_bagging", "biased_strong"]}
