@@ -121,7 +121,7 @@ WATER = {
 
 SYSTEMS = {"emt": EMT, "water": WATER}
 # targets (meV/Å) at which the stop rule is read
-TARGETS = {"emt": [40, 60, 100], "water": [200, 350]}
+TARGETS = {"emt": [40, 60, 100], "water": [100, 150, 200, 350]}
 POOL = {"emt": 48, "water": 32}  # reference-MD frames available to the refmd arm
 ARMS = {
     "active": {},
