@@ -31,6 +31,9 @@ iteration and seeds:
   closer than 0.9 x the closest pair of their elements in the data
   (``sampling.bias_wall``). Compared with ``size4_bagging`` and the arm
   without the wall;
+- ``wide_walled``: both levers that widened the pool, the wide pool and the
+  walled bias 0.3, with the default committee: do they add up? Compared with
+  ``wide_bagging``, ``walled`` and ``wide_random``;
 - ``refmd``: no active learning: committees trained on N frames of MD with the
   reference itself at the sampling temperatures (ab initio MD), N = each
   label count of the active arm; its cost counts every MD step as a reference
@@ -149,6 +152,10 @@ ARMS = {
     "walled": {"committee": {"size": 4, "bagging": True}, "sampling": {"bias": 0.3, "bias_wall": 0.9}},
     "walled_strong": {"committee": {"size": 4, "bagging": True},
                       "sampling": {"bias": 1.0, "bias_wall": 0.9}},
+    # the two levers that widened what was sampled, together: the wide pool
+    # and the walled bias 0.3, with the default committee
+    "wide_walled": {"committee": {"size": 4, "bagging": True},
+                    "sampling": {"bias": 0.3, "bias_wall": 0.9}},
     "refmd": None,  # not a campaign of its own: see refmd_arm
 }
 # arms compared with each other besides random and reference MD
@@ -156,7 +163,8 @@ VERSUS = {"wide": ["wide_random"], "wide_bagging": ["wide_random", "size4_baggin
           "foundation": ["size4_bagging", "foundation_random"],
           "foundation_bagging": ["size4_bagging", "foundation_random"],
           "biased": ["size4_bagging"], "biased_strong": ["size4_bagging"],
-          "walled": ["size4_bagging", "biased"], "walled_strong": ["size4_bagging", "biased_strong"]}
+          "walled": ["size4_bagging", "biased"], "walled_strong": ["size4_bagging", "biased_strong"],
+          "wide_walled": ["wide_bagging", "walled", "wide_random"]}
 
 
 def merge(base: dict, over: dict) -> dict:
