@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -250,8 +250,8 @@ def label_chunk(
         log.info("labelling %d structures as %d streams side by side", len(frames), len(streams))
     pool = ThreadPoolExecutor(max_workers=max(1, len(streams)))
     try:
-        for done in [pool.submit(label_stream, stream) for stream in streams]:
-            done.result()  # anything but a LabelFailure fails the chunk
+        # anything but a LabelFailure fails the chunk
+        wait_watching_signals([pool.submit(label_stream, stream) for stream in streams])
     except BaseException:  # an error, Ctrl-C, SIGTERM (exit_on_sigterm): stop every stream
         stopping.set()
         reference.stop()
@@ -279,6 +279,23 @@ def label_chunk(
         "n_failed": len(failed),
         "failures": dict(failures),
     }
+
+
+def wait_watching_signals(futures: list[Future], poll: float = 0.5) -> None:
+    """Wait until every future is done; as soon as one fails, raise its error.
+
+    The kernel may deliver a SIGTERM (``scancel``) to any thread of the
+    process, and CPython runs the handler (:func:`exit_on_sigterm`) only when
+    the main thread runs Python code: a main thread blocked in
+    ``Future.result()`` would not see it until a structure finished, hours
+    later for a long CP2K run. Waking every ``poll`` seconds lets it act."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=poll, return_when=FIRST_EXCEPTION)
+        for future in done:
+            error = future.exception()
+            if error is not None:
+                raise error
 
 
 def split_streams(order: list[int], n: int) -> list[list[int]]:
