@@ -463,6 +463,18 @@ label_chunk(sys.argv[2] + "/in.xyz", sys.argv[2] + "/out.xyz", sys.argv[2] + "/f
 '''
 
 
+ONE_HANGING_RUN = '''
+import sys
+import threading
+from alflow.cp2k import exit_on_sigterm
+from alflow.cp2k.runner import run_input
+
+exit_on_sigterm()
+threading.Thread(target=threading.Event().wait, daemon=True).start()  # a thread besides main
+run_input("&GLOBAL\\n&END GLOBAL\\n", 1, sys.argv[1], command="bash -c 'sleep 300'", mpi="")
+'''
+
+
 def processes_in(directory: Path) -> list[int]:
     """Processes whose working directory is under ``directory``."""
     found = []
@@ -505,3 +517,27 @@ def test_a_cancelled_job_stops_every_structure_running_side_by_side(tmp_path, to
     assert processes_in(tmp_path / "work") == []
     assert len(list((tmp_path / "work").glob("struct_*/label.inp"))) == 2  # nothing else started
     assert not (tmp_path / "out.xyz").exists() and not (tmp_path / "failed.xyz").exists()
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_a_cancelled_single_run_stops_whichever_thread_gets_the_signal(tmp_path):
+    """One CP2K run waited for in the main thread (the isolated atoms, the
+    reference MD) stops on SIGTERM even when the kernel hands the signal to
+    another thread of the job: ``kill`` of that thread's id pins the case.
+    The run stands in for a CP2K that hangs (`bash -c 'sleep 300'`)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", ONE_HANGING_RUN, str(tmp_path)])
+    deadline = time.monotonic() + 60
+    while not processes_in(tmp_path):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    started = time.monotonic()
+    threads = sorted(int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid)
+    os.kill(threads[-1], signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 30  # not the 300 s of the run
+    assert processes_in(tmp_path) == []

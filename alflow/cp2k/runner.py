@@ -246,9 +246,25 @@ def _signal_group(proc: subprocess.Popen[str], signum: int) -> None:
         pass
 
 
+def _communicate(proc: subprocess.Popen[str], limit: float | None, poll: float = 0.5) -> str:
+    """``proc.communicate(timeout=limit)``'s output, waking every ``poll``
+    seconds: the kernel may hand a SIGTERM to another thread of this process
+    (a BLAS thread, a label stream), and CPython runs its handler
+    (:func:`exit_on_sigterm`) only when the main thread runs Python code,
+    which a read blocked until CP2K ends does not."""
+    end = None if limit is None else time.monotonic() + limit
+    while True:
+        step = poll if end is None else min(poll, max(0.0, end - time.monotonic()))
+        try:
+            return proc.communicate(timeout=step)[0]
+        except subprocess.TimeoutExpired:
+            if end is not None and time.monotonic() >= end:
+                raise
+
+
 def _wait(proc: subprocess.Popen[str], workdir: Path, timeout: float | None) -> tuple[int, str]:
     try:
-        log, _ = proc.communicate(timeout=kill_after(timeout) if timeout else None)
+        log = _communicate(proc, kill_after(timeout) if timeout else None)
     except subprocess.TimeoutExpired:
         _kill_group(proc, graceful=True)
         proc.communicate()
