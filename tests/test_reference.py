@@ -475,6 +475,18 @@ run_input("&GLOBAL\\n&END GLOBAL\\n", 1, sys.argv[1], command="bash -c 'sleep 30
 '''
 
 
+def send_sigterm(pid: int, to: str) -> None:
+    """SIGTERM to the process ``pid``, or (``to`` = "another thread") to one of
+    its threads other than the main one: the kernel hands a signal sent to the
+    process to any of its threads, and ``kill`` of a thread's id hands it to
+    that thread first, which pins the case (seen in CI) where the main thread
+    does not receive it."""
+    import signal
+
+    others = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    os.kill(pid if to == "process" else others[-1], signal.SIGTERM)
+
+
 def processes_in(directory: Path) -> list[int]:
     """Processes whose working directory is under ``directory``."""
     found = []
@@ -488,16 +500,12 @@ def processes_in(directory: Path) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
-@pytest.mark.parametrize("to", ["process", "worker thread"])
+@pytest.mark.parametrize("to", ["process", "another thread"])
 def test_a_cancelled_job_stops_every_structure_running_side_by_side(tmp_path, to):
     """A label job cancelled (SIGTERM) while two structures run at once stops
     both runs and starts no other, and writes no chunk output. The runs
     stand in for a CP2K that hangs (`bash -c 'sleep 300'` as the command:
-    this is about processes, not CP2K).
-
-    The kernel hands a signal sent to the process to any of its threads;
-    ``kill`` of a thread's id hands it to that thread first, which pins the
-    case (seen in CI) where a worker thread, not the main one, receives it."""
+    this is about processes, not CP2K), the signal sent as :func:`send_sigterm`."""
     import signal
     import subprocess
     import sys
@@ -510,8 +518,7 @@ def test_a_cancelled_job_stops_every_structure_running_side_by_side(tmp_path, to
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
     started = time.monotonic()
-    threads = sorted(int(t) for t in os.listdir(f"/proc/{proc.pid}/task"))
-    os.kill(proc.pid if to == "process" else threads[-1], signal.SIGTERM)
+    send_sigterm(proc.pid, to)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert time.monotonic() - started < 30  # not the 300 s of the runs
     assert processes_in(tmp_path / "work") == []
@@ -523,8 +530,8 @@ def test_a_cancelled_job_stops_every_structure_running_side_by_side(tmp_path, to
 def test_a_cancelled_single_run_stops_whichever_thread_gets_the_signal(tmp_path):
     """One CP2K run waited for in the main thread (the isolated atoms, the
     reference MD) stops on SIGTERM even when the kernel hands the signal to
-    another thread of the job: ``kill`` of that thread's id pins the case.
-    The run stands in for a CP2K that hangs (`bash -c 'sleep 300'`)."""
+    another thread of the job (:func:`send_sigterm`). The run stands in for
+    a CP2K that hangs (`bash -c 'sleep 300'`)."""
     import signal
     import subprocess
     import sys
@@ -536,8 +543,7 @@ def test_a_cancelled_single_run_stops_whichever_thread_gets_the_signal(tmp_path)
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
     started = time.monotonic()
-    threads = sorted(int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid)
-    os.kill(threads[-1], signal.SIGTERM)
+    send_sigterm(proc.pid, "another thread")
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert time.monotonic() - started < 30  # not the 300 s of the run
     assert processes_in(tmp_path) == []
