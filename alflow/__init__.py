@@ -25,4 +25,8 @@ RETRY_KEY = "label_retry"
 # check how well the deviation predicted the real error; and, for the `fps`
 # strategy, a per-structure MACE descriptor (Atoms.info, 1D array).
 COMMITTEE_FORCES_KEY = "committee_forces"
+# ... and its energy (eV, Atoms.info): the committee mean, and each member's
+# (1D array), from which the audit estimates the energy error and its offset.
+COMMITTEE_ENERGY_KEY = "committee_energy"
+MEMBER_ENERGIES_KEY = "member_energies"
 DESCRIPTOR_KEY = "mace_descriptor"

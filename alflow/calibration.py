@@ -14,10 +14,12 @@ import pandas as pd
 from ase import Atoms
 from scipy import stats
 
-from . import COMMITTEE_FORCES_KEY, DEVIATION_KEY, FORCES_KEY
+from . import (COMMITTEE_ENERGY_KEY, COMMITTEE_FORCES_KEY, DEVIATION_KEY, ENERGY_KEY,
+               FORCES_KEY, MEMBER_ENERGIES_KEY)
 
 COLUMNS = ["origin", "walker", "step", "temperature", "selected_by", "past_hi",
-           "deviation", "true_max_force_error", "true_force_rmse"]
+           "deviation", "true_max_force_error", "true_force_rmse", "composition",
+           "energy_error", "member_energy_errors"]
 
 
 def frame_errors(frames: list[Atoms]) -> pd.DataFrame:
@@ -26,8 +28,12 @@ def frame_errors(frames: list[Atoms]) -> pd.DataFrame:
     ``deviation``: the committee's max atomic force deviation (eV/Å);
     ``true_max_force_error``: max over atoms of |F_committee - F_ref| (eV/Å),
     the quantity the deviation tries to predict; ``true_force_rmse``: RMSE
-    over all force components (eV/Å).
+    over all force components (eV/Å); ``energy_error``: (committee energy -
+    reference) per atom (eV/atom), NaN where the frame has no committee
+    energy; ``member_energy_errors``: the same per member, ``;``-separated.
     """
+    from .metrics import composition
+
     rows = []
     for atoms in frames:
         if COMMITTEE_FORCES_KEY not in atoms.arrays or FORCES_KEY not in atoms.arrays:
@@ -43,8 +49,19 @@ def frame_errors(frames: list[Atoms]) -> pd.DataFrame:
             "deviation": float(atoms.info.get(DEVIATION_KEY, np.nan)),
             "true_max_force_error": float(np.linalg.norm(err, axis=1).max()),
             "true_force_rmse": float(np.sqrt(np.mean(err ** 2))),
+            "composition": composition(atoms),
+            **_energy_errors(atoms),
         })
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _energy_errors(atoms: Atoms) -> dict:
+    ref, n = atoms.info.get(ENERGY_KEY), len(atoms)
+    if ref is None or COMMITTEE_ENERGY_KEY not in atoms.info:
+        return {"energy_error": np.nan, "member_energy_errors": ""}
+    members = np.ravel(atoms.info.get(MEMBER_ENERGIES_KEY, []))
+    return {"energy_error": (float(atoms.info[COMMITTEE_ENERGY_KEY]) - ref) / n,
+            "member_energy_errors": ";".join(f"{(e - ref) / n:.6g}" for e in members)}
 
 
 def walker_errors(table: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -145,7 +162,49 @@ def pooled_audit(tables: list[pd.DataFrame], *, seed: int = 0, level: float = 0.
     audit = pooled[pooled["selected_by"] == AUDIT]
     iterations = sorted(int(i) for i in audit["iteration"].unique()) if len(audit) else []
     return {**audit_estimate(audit["true_force_rmse"], seed=seed, level=level),
-            "iterations": iterations}
+            "iterations": iterations,
+            "energy": audit_energy(audit, seed=seed, level=level)}
+
+
+def audit_energy(audit: pd.DataFrame, *, seed: int = 0, n_boot: int = 2000,
+                 level: float = 0.95) -> dict:
+    """The committee's energy errors on the audit frames (meV/atom): the
+    RMSE with a bootstrap interval over frames (``rmse``, ``lower``,
+    ``upper``), its constant ``offset`` and the ``offset_free_rmse``
+    (:func:`alflow.metrics.energy_errors`), and per member the same three
+    (``member_rmse``, ``member_offset``, ``member_offset_free_rmse``).
+    Frames without a committee energy (sampled before it was recorded) are
+    left out; with none, the values are None."""
+    from .metrics import energy_errors
+
+    cols = [c for c in ("energy_error", "composition", "member_energy_errors") if c in audit]
+    frames = audit[cols].dropna(subset=["energy_error"]) if len(cols) == 3 else audit.iloc[:0]
+    if frames.empty:
+        return {"rmse": None, "lower": None, "upper": None, "offset": None,
+                "offset_free_rmse": None, "n_frames": 0, "level": level}
+    err, comps = frames["energy_error"].to_numpy(float), frames["composition"].astype(str)
+    whole = energy_errors(err, comps)
+    rng = np.random.default_rng(seed)
+    boot = 1000 * np.sqrt(np.mean(err[rng.integers(0, err.size, (n_boot, err.size))] ** 2, axis=1))
+    tail = (1 - level) / 2
+    members = [energy_errors(col, comps) for col in _member_columns(frames["member_energy_errors"])]
+    return {"rmse": whole["energy_rmse_meV_per_atom"],
+            "lower": float(np.quantile(boot, tail)), "upper": float(np.quantile(boot, 1 - tail)),
+            "offset": whole["energy_offset_meV_per_atom"],
+            "offset_free_rmse": whole["energy_offset_free_rmse_meV_per_atom"],
+            "n_frames": int(err.size), "level": level,
+            "member_rmse": [m["energy_rmse_meV_per_atom"] for m in members],
+            "member_offset": [m["energy_offset_meV_per_atom"] for m in members],
+            "member_offset_free_rmse": [m["energy_offset_free_rmse_meV_per_atom"] for m in members]}
+
+
+def _member_columns(cells: pd.Series) -> list[np.ndarray]:
+    """Per member, the energy errors of every frame (``;``-separated cells);
+    none when the frames disagree on the number of members."""
+    rows = [[float(v) for v in str(c).split(";") if v] if pd.notna(c) else [] for c in cells]
+    if not rows or not rows[0] or any(len(r) != len(rows[0]) for r in rows):
+        return []
+    return list(np.asarray(rows).T)
 
 
 def fit_scale(deviation, error) -> float | None:
@@ -166,20 +225,31 @@ def ended_early(runs: list[dict]) -> str:
 
 
 def stop_decision(audit: dict, survival: float | None, target: float | None,
-                  min_survival: float, probe: dict | None = None) -> dict:
+                  min_survival: float, probe: dict | None = None,
+                  energy_target: float | None = None) -> dict:
     """The stop rule: converged when the audit's upper bound on the force RMSE
-    is at or below ``target`` (meV/Å), at least ``min_survival`` of the
-    walkers ran their steps without stopping and, when there was a
-    production ``probe`` of the same committee
-    (:func:`alflow.validation.probe`), every one of its runs completed.
-    ``reason`` says which part held it back; no target (None) never stops."""
-    if target is None:
+    is at or below ``target`` (meV/Å), the upper bound on the energy RMSE
+    (``audit["energy"]``) at or below ``energy_target`` (meV/atom) when one
+    is given, at least ``min_survival`` of the walkers ran their steps
+    without stopping and, when there was a production ``probe`` of the same
+    committee (:func:`alflow.validation.probe`), every one of its runs
+    completed. ``reason`` says which part held it back; no target at all
+    (both None) never stops."""
+    if target is None and energy_target is None:
         return {"converged": False, "reason": "no convergence.target_force_rmse"}
-    if audit.get("upper") is None:
-        return {"converged": False, "reason": "no audit frames yet"}
-    if audit["upper"] > target:
-        return {"converged": False, "reason": f"audit upper bound {audit['upper']:.0f} meV/Å "
-                                              f"above the target {target:g}"}
+    met = []
+    for name, bound, goal, unit in (
+            ("", audit.get("upper"), target, "meV/Å"),
+            ("energy ", (audit.get("energy") or {}).get("upper"), energy_target, "meV/atom")):
+        if goal is None:
+            continue
+        if bound is None:
+            return {"converged": False, "reason": "no audit frames yet" if not name else
+                    "no audit frames with a committee energy yet"}
+        if bound > goal:
+            return {"converged": False, "reason": f"audit {name}upper bound {bound:.0f} {unit} "
+                                                  f"above the target {goal:g}"}
+        met.append(f"audit {name}upper bound {bound:.0f} {unit} <= target {goal:g}")
     if survival is None or survival < min_survival:
         shown = "unknown" if survival is None else f"{survival:.2f}"
         return {"converged": False, "reason": f"walker survival {shown} below {min_survival:g}"}
@@ -188,8 +258,7 @@ def stop_decision(audit: dict, survival: float | None, target: float | None,
             f"production probe: {sum(r['failed_at_step'] is not None for r in probe['runs'])} "
             f"of {len(probe['runs'])} runs of {probe['steps']} steps ended early "
             f"({ended_early(probe['runs'])})")}
-    return {"converged": True, "reason": f"audit upper bound {audit['upper']:.0f} meV/Å "
-                                         f"<= target {target:g}, survival {survival:.2f}"
+    return {"converged": True, "reason": ", ".join(met) + f", survival {survival:.2f}"
                                          + ("" if probe is None else
                                             f", production probe stable ({len(probe['runs'])} "
                                             f"runs of {probe['steps']} steps)")}

@@ -69,6 +69,9 @@ def learning_curve(arms: dict[str, pd.DataFrame], picks: pd.DataFrame | None = N
     table's columns). ``picks`` (``iteration``, ``committee``, ``random``:
     mean true max force error, eV/Å, of the frames each way of picking chose)
     adds a third panel: the campaign's built-in random control share.
+    The first arm's energy panel also draws, where its table has them, the
+    offset-free RMSE (dashed) and the size of the constant offset (dotted):
+    an RMSE that falls while its offset grows is drawn as such.
     """
     quantities = [("energy_rmse_meV_per_atom", "energy RMSE (meV/atom)"),
                   ("force_rmse_meV_per_A", "force RMSE (meV/Å)")]
@@ -78,6 +81,8 @@ def learning_curve(arms: dict[str, pd.DataFrame], picks: pd.DataFrame | None = N
             t = table.sort_values("n_labels")
             ax.plot(t["n_labels"], t[col], "o-", color=ARM_COLORS[k % len(ARM_COLORS)],
                     label=name)
+            if k == 0 and col == "energy_rmse_meV_per_atom":
+                _energy_parts(ax, t)
             if k == 0:
                 for _, row in t.iterrows():
                     ax.annotate(f"{int(row['iteration'])}", (row["n_labels"], row[col]),
@@ -101,6 +106,16 @@ def learning_curve(arms: dict[str, pd.DataFrame], picks: pd.DataFrame | None = N
         ax.grid(alpha=0.3)
     fig.suptitle("Learning curve on the held-out test set")
     return fig
+
+
+def _energy_parts(ax, table: pd.DataFrame) -> None:
+    """The offset-free RMSE and |offset| of a campaign's energies, under its RMSE."""
+    parts = [("energy_offset_free_rmse_meV_per_atom", "--", "offset-free RMSE"),
+             ("energy_offset_meV_per_atom", ":", "|offset|")]
+    for col, style, label in parts:
+        if col in table and table[col].notna().any():
+            ax.plot(table["n_labels"], table[col].abs(), style, color=ARM_COLORS[0], alpha=0.8,
+                    label=f"energy {label}")
 
 
 def picks_table(calibrations: dict[int, pd.DataFrame]) -> pd.DataFrame | None:
@@ -132,10 +147,15 @@ def parity(predictions: pd.DataFrame, title: str, baseline: pd.DataFrame | None 
             t = table[table["quantity"] == quantity]
             if t.empty:
                 continue
-            rmse = float(np.sqrt(np.mean((t["predicted"] - t["reference"]) ** 2)))
+            err = t["predicted"] - t["reference"]
+            text = f"{label}: RMSE {1000 * float(np.sqrt(np.mean(err ** 2))):.3g} m{unit}"
+            if quantity == "energy":  # the constant offset apart, per composition
+                comps = t["composition"] if "composition" in t else pd.Series("", index=t.index)
+                free = err - err.groupby(comps).transform("mean")
+                text += (f"\n  = offset {1000 * float(err.mean()):+.3g}, offset-free "
+                         f"{1000 * float(np.sqrt(np.mean(free ** 2))):.3g}")
             ax.scatter(t["reference"], t["predicted"], s=6 if quantity == "force" else 14,
-                       alpha=0.6, color=color, rasterized=True,
-                       label=f"{label}: RMSE {1000 * rmse:.3g} m{unit}")
+                       alpha=0.6, color=color, rasterized=True, label=text)
             lo = min(lo, t["reference"].min(), t["predicted"].min())
             hi = max(hi, t["reference"].max(), t["predicted"].max())
         if not np.isfinite(lo):

@@ -22,7 +22,8 @@ from ase.constraints import FixCom
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.neighborlist import neighbor_list
 
-from . import COMMITTEE_FORCES_KEY, DESCRIPTOR_KEY, DEVIATION_KEY
+from . import (COMMITTEE_ENERGY_KEY, COMMITTEE_FORCES_KEY, DESCRIPTOR_KEY, DEVIATION_KEY,
+               MEMBER_ENERGIES_KEY)
 
 STOP_KEY = "stop"  # Atoms.info of the frame where a walker stopped: the reason
 
@@ -410,6 +411,7 @@ def run_walker(atoms: Atoms, calc, walker: Walker, *, steps: int, timestep_fs: f
             forces = calc.results.get(UNBIASED_FORCES_KEY, calc.results.get("forces"))
             if forces is not None:
                 frame.arrays[COMMITTEE_FORCES_KEY] = np.array(forces, dtype=float)
+            _record_energies(frame, calc.results)
             if describe is not None and np.isfinite(dev):
                 frame.info[DESCRIPTOR_KEY] = describe(atoms)
             frames.append(frame)
@@ -422,6 +424,17 @@ def run_walker(atoms: Atoms, calc, walker: Walker, *, steps: int, timestep_fs: f
              f"{'' if walker.pressure is None else f', P={walker.pressure:g} GPa'}): "
              f"{step} steps, {len(frames)} frames, stop: {reason}")
     return WalkerResult(frames, state, step, reason)
+
+
+def _record_energies(frame: Atoms, results: dict) -> None:
+    """The committee's energy (mean, and per member) on a saved frame, when
+    finite: the audit compares it with the label (the bias leaves it alone)."""
+    energy = results.get("energy")
+    if energy is not None and np.isfinite(energy):
+        frame.info[COMMITTEE_ENERGY_KEY] = float(energy)
+        members = np.ravel(results.get("energy_comm", [energy])).astype(float)
+        if np.all(np.isfinite(members)):
+            frame.info[MEMBER_ENERGIES_KEY] = members
 
 
 def langevin_integrator(atoms: Atoms, walker: Walker, timestep_fs: float, friction: float, rng):

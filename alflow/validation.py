@@ -234,6 +234,7 @@ def card_markdown(card: dict) -> str:
             f"force RMSE {_num(audit['rmse'])} meV/Å, {int(100 * audit['level'])} % interval "
             f"[{_num(audit['lower'])}, {_num(audit['upper'])}], {audit['n_frames']} frames"
             if audit else "none"),
+        *_energy_lines(card.get("energy")),
         f"- **Calibration**: error/deviation scale {_num(card['calibration']['scale'])}, "
         f"Spearman {_num(card['calibration']['spearman'])}",
         f"- **Converged**: {card['converged']} ({card['stop_reason']})",
@@ -249,6 +250,31 @@ def card_markdown(card: dict) -> str:
         f"                            default_dtype='{card['model']['dtype']}')",
         "```", ""]
     return "\n".join(lines)
+
+
+def _energy_lines(energy: dict | None) -> list[str]:
+    """The card's energy errors: RMSE, its constant offset and the rest, on
+    the test set, the training set and the audit frames, and a plain word
+    when the offset dominates."""
+    if not energy:
+        return []
+    parts = []
+    for name, e in (("test", energy.get("test")), ("training", energy.get("train")),
+                    ("audit", energy.get("audit"))):
+        if e and e.get("energy_rmse_meV_per_atom") is not None:
+            parts.append(f"{name} RMSE {_num(e['energy_rmse_meV_per_atom'])} (offset "
+                         f"{_num(e['energy_offset_meV_per_atom'])}, offset-free RMSE "
+                         f"{_num(e['energy_offset_free_rmse_meV_per_atom'])})")
+    lines = ["- **Energies** (meV/atom; offset: the mean error, offset-free: the RMSE after "
+             "subtracting each composition's mean error; for one composition RMSE² = offset² "
+             "+ offset-free²): " + "; ".join(parts)]
+    if energy.get("offset_dominates"):
+        lines.append("- **The energy error is mostly an offset** (the RMSE is more than twice "
+                     "its offset-free part): energy differences between structures of one "
+                     "composition like those of the test set are accurate to about the "
+                     "offset-free RMSE; absolute energies, and energies compared across "
+                     "compositions or with structures unlike the test set, are not.")
+    return lines
 
 
 def _num(value) -> str:

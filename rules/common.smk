@@ -240,10 +240,12 @@ def get_report_figures():
 
 
 def get_validate_input(wildcards):
-    """The final committee, every calibration (the latest scale sets the
-    deviation cap), the initial structures and the reference-MD test set."""
+    """The final committee and its test metrics (its energy errors go into
+    the summary), every calibration (the latest scale sets the deviation
+    cap), the initial structures and the reference-MD test set."""
     return {
         "models": get_models(ITERATIONS),
+        "metrics": f"{iter_dir(ITERATIONS)}/metrics.json",
         "calibrations": [f"{iter_dir(i)}/calibration.json" for i in range(1, ITERATIONS + 1)],
         "structures": config["structures"],
         "test": get_test_set(),

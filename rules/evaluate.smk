@@ -1,4 +1,5 @@
-# Committee accuracy on the held-out test set, per iteration, and the
+# Committee accuracy on the held-out test set (and on its own training set:
+# an energy offset it never fitted shows there too), per iteration, and the
 # campaign-wide table.
 
 
@@ -6,6 +7,7 @@ rule evaluate:
     input:
         models=lambda wc: get_models(wc.it),
         test=get_test_set(),
+        train=res("iter_{it}/dataset/train.xyz"),
     output:
         metrics=res("iter_{it}/metrics.json"),
         predictions=res("iter_{it}/test_predictions.csv"),

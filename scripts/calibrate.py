@@ -25,7 +25,8 @@ survival = (1 - stats["n_walkers_stopped_early"] / n_walkers) if n_walkers else 
 summary["walker_survival"] = survival
 summary["probe"] = stats.get("probe")
 decision = calibration.stop_decision(summary["audit"], survival, conv["target_force_rmse"],
-                                     conv["min_walker_survival"], probe=summary["probe"])
+                                     conv["min_walker_survival"], probe=summary["probe"],
+                                     energy_target=conv.get("target_energy_rmse"))
 summary["converged"] = bool(stats.get("converged")) or decision["converged"]
 summary["stop_reason"] = decision["reason"]
 if stats.get("converged") and not stats.get("n_frames"):  # a no-op after the stop

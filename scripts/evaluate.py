@@ -1,4 +1,5 @@
-"""Committee-mean errors on the held-out test set."""
+"""Committee-mean (and per-member) errors on the held-out test set, and on the
+training set under ``train``."""
 import torch
 
 from alflow import gpu, logs, metrics
@@ -12,6 +13,7 @@ slots = gpu.pin(sm.resources.gpu, device)  # CUDA_VISIBLE_DEVICES for this job
 torch.set_num_threads(sm.threads)
 calc = metrics.load_committee(sm.input.models, device, com["dtype"])
 result, predictions = metrics.evaluate(calc, read_many(sm.input.test), return_predictions=True)
+result["train"] = metrics.evaluate(calc, read_many([sm.input.train]))
 write_csv(sm.output.predictions, predictions)
 write_json(sm.output.metrics, result)
 log.info("%s", result)

@@ -11,6 +11,7 @@ import torch
 from alflow import logs, validation
 from alflow.cp2k import load_template
 from alflow.io import read_json, write_json
+from alflow.metrics import ENERGY_SUMMARY, energy_report
 
 sm = snakemake  # noqa: F821
 log = logs.to_file(sm.log[0])
@@ -43,9 +44,10 @@ card = {
                      "max_force_eV_per_A": sm.config["dataset"]["max_force"]},
     "sampled_conditions": {"temperatures_K": p.sampling["temperatures"],
                            "pressures_GPa": p.sampling["pressures"]},
-    "test_set": {k: metrics.get(k) for k in ("n_structures", "energy_rmse_meV_per_atom",
+    "test_set": {k: metrics.get(k) for k in ("n_structures", *ENERGY_SUMMARY,
                                             "force_rmse_meV_per_A", "stress_rmse_meV_per_A3")},
     "audit": audited[-1]["audit"] if audited else None,
+    "energy": energy_report(metrics, metrics.get("train"), audited[-1]["audit"] if audited else None),
     "calibration": {"scale": next((c["scale"] for c in reversed(calibrations) if c.get("scale")),
                                   None),
                     "spearman": next((c["spearman"] for c in reversed(calibrations)

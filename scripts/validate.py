@@ -6,7 +6,7 @@ import torch
 
 from alflow import gpu, logs, plots, selection, validation
 from alflow.io import read_json, read_many, write_frames, write_json
-from alflow.metrics import load_committee
+from alflow.metrics import energy_report, load_committee
 from alflow.structures import load_structures
 
 sm = snakemake  # noqa: F821
@@ -36,6 +36,8 @@ result = validation.run_validation(
     friction=s["friction"], batched=s["batched"], batch_size=s["batch_size"], progress=log.info)
 summary = result["summary"]
 summary["deviation_levels"] = {"trust_lo": lo, "trust_hi": hi, "scale": scale, "mode": mode}
+final_metrics = read_json(inp.metrics)  # the final committee on the test and training sets
+summary["energy"] = energy_report(final_metrics, final_metrics.get("train"))
 write_frames(sm.output.trajectories, result["frames"])
 write_json(sm.output.summary, summary)
 plots.save(plots.validation_stability(result["runs"], steps, pd.DataFrame(

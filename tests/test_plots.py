@@ -35,6 +35,12 @@ def test_learning_curve_draws_every_arm_against_labels(tmp_path):
     assert list(force.lines[0].get_xdata()) == [10, 18, 26, 34]
     assert list(force.lines[1].get_ydata()) == [400, 300, 250, 220]
     assert list(energy.lines[0].get_ydata()) == [40, 20, 12, 9]
+    # with the offset split, the campaign's energy panel shows its parts
+    split = active.assign(energy_offset_free_rmse_meV_per_atom=[10.0, 8.0, 6.0, 5.0],
+                          energy_offset_meV_per_atom=[-38.0, 18.0, 10.0, 7.0])
+    energy = plots.learning_curve({"active": split, "random": random}).axes[0]
+    parts = {line.get_label(): list(line.get_ydata()) for line in energy.lines}
+    assert parts["energy offset-free RMSE"] == [10, 8, 6, 5] and parts["energy |offset|"] == [38, 18, 10, 7]
     assert force.get_yscale() == "log"
     picks = pd.DataFrame({"iteration": [1, 2], "committee": [1.2, 0.9], "random": [0.3, 0.2]})
     fig = plots.learning_curve({"campaign": active}, picks)
@@ -68,11 +74,17 @@ def test_parity_reports_each_committee_rmse():
     fig = plots.parity(predictions(0.02), "iteration 2", baseline=predictions(0.05))
     energy, force = fig.axes
     labels = [t.get_text() for t in energy.get_legend().get_texts()]
-    assert labels == ["iteration 0: RMSE 50 meV/atom", "iteration 2: RMSE 20 meV/atom"]
+    assert labels == ["iteration 0: RMSE 50 meV/atom\n  = offset +50, offset-free 0",
+                      "iteration 2: RMSE 20 meV/atom\n  = offset +20, offset-free 0"]
     assert [t.get_text() for t in force.get_legend().get_texts()][1] == \
         "iteration 2: RMSE 100 meV/Å"
     assert len(force.collections) == 2 and len(force.collections[1].get_offsets()) == 12
     assert energy.get_xlim() == energy.get_ylim()  # square, diagonal = exact
+    # two compositions: each loses its own offset
+    two = predictions(0.02).assign(composition=["Cu", "AuCu3"] + ["x"] * 12)
+    two.loc[1, "predicted"] = -3.1 - 0.04
+    label = plots.parity(two, "it").axes[0].get_legend().get_texts()[0].get_text()
+    assert label.endswith("= offset -10, offset-free 0")
     only_forces = predictions()[lambda t: t.quantity == "force"]
     fig = plots.parity(only_forces, "iteration 0")
     assert fig.axes[0].texts[0].get_text() == plots.EMPTY_TEXT
