@@ -27,6 +27,13 @@ validate(config, str(SCHEMA))
 
 
 report: "report/workflow.rst"
+# The report's front page is rendered with the config alone: its verdict and
+# stop rule (alflow/verdict.py, a few small files read) go under a key that
+# no rule's params or script reads, so it never reruns anything.
+if workflow.is_main_process:
+    from alflow.verdict import front_page
+
+    config["_report"] = front_page(config)
 
 
 include: "rules/common.smk"
