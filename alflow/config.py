@@ -265,6 +265,7 @@ def check(config: dict) -> None:
                           "use the dedicated keys (committee.epochs, committee.device, ...)")
     _check_reference(config)
     _check_foundation(config)
+    _check_stage_two(config["committee"])
     for rule in DEFAULT_RESOURCES:
         runtime = resources(config, rule)["runtime"]
         try:
@@ -284,6 +285,33 @@ def ranks_per_structure(tasks: int, concurrent: int, where: str = "resources of 
                           f"({concurrent}): a label job runs `concurrent` CP2K singlepoints at "
                           f"once, each on tasks / concurrent MPI ranks")
     return tasks // concurrent
+
+
+def stage_two_start(mace: dict, epochs: int) -> int | None:
+    """The epoch at which mace-torch's stage two starts in a training of
+    ``epochs`` epochs (its own rule: ``start_stage_two``, else 3/4 of the
+    epochs), or None when stage two is off or would not start."""
+    on = mace.get("stage_two", mace.get("swa", False))
+    start = mace.get("start_stage_two", mace.get("start_swa"))
+    if not on and start is None:
+        return None
+    start = max(1, epochs // 4 * 3) if start is None else int(start)
+    return start if start < epochs else None
+
+
+def _check_stage_two(com: dict) -> None:
+    """mace-torch keeps the best of the epochs it validates (every
+    ``eval_interval``-th): a stage two with no validated epoch is thrown away
+    without a word, and the member is its stage-one model."""
+    every = int(com["mace"].get("eval_interval", 1))
+    for key in ("epochs", "finetune_epochs"):
+        start = stage_two_start(com["mace"], com[key])
+        if start is not None and not any(e % every == 0 for e in range(start, com[key])):
+            raise ConfigError(
+                f"committee.{key} = {com[key]}: stage two (committee.mace.stage_two) runs epochs "
+                f"{start}-{com[key] - 1}, but mace-torch validates, and keeps checkpoints, only "
+                f"every committee.mace.eval_interval = {every} epochs, none of them in stage "
+                "two: set eval_interval to 1 (or more epochs)")
 
 
 def _check_reference(config: dict) -> None:

@@ -1,6 +1,7 @@
 """Training one committee member through mace-torch's own CLI (mace_run_train)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -50,6 +51,31 @@ def _cli_value(value) -> str:
     return str(value) if not isinstance(value, bool) else ("True" if value else "False")
 
 
+@functools.lru_cache(maxsize=None)
+def is_switch(key: str) -> bool:
+    """Whether mace_run_train's ``--key`` takes no value (``--stage_two``,
+    ``--ema``: argparse's store_true), asked of mace-torch's own parser."""
+    import contextlib
+    import io
+
+    from mace.tools import build_default_arg_parser
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            _, rest = build_default_arg_parser().parse_known_args(["--name=x", f"--{key}"])
+    except SystemExit:  # "expected one argument"
+        return False
+    return not rest
+
+
+def _cli(key: str, value) -> list[str]:
+    """One mace_run_train argument: a switch appears alone when true and not
+    at all when false; every other option as ``--key=value``."""
+    if isinstance(value, bool) and is_switch(key):
+        return [f"--{key}"] if value else []
+    return [f"--{key}={_cli_value(value)}"]
+
+
 def e0s_argument(e0s: dict[str, float] | str) -> str:
     """mace-torch's --E0s: a {Z: energy} dict literal, or a keyword like 'average'."""
     if isinstance(e0s, str):
@@ -81,7 +107,7 @@ def mace_arguments(*, name: str, train_file: str, valid_file: str, work_dir: str
     if foundation:
         args["foundation_model"] = foundation
         args["multiheads_finetuning"] = multihead
-    return [f"--{k}={_cli_value(v)}" for k, v in args.items()]
+    return [arg for k, v in args.items() for arg in _cli(k, v)]
 
 
 def mace_executable() -> list[str]:
@@ -105,7 +131,8 @@ def train_member(*, output: str, work_dir: str, log_file: str, threads: int,
     its time limit, a crashed login node, a cascade that rewrote identical
     files -- training resumes from the latest checkpoint instead of starting
     again; when that run had finished (its model is there), its model is taken
-    as it is. Changed data always trains afresh.
+    as it is. Changed data always trains afresh. With mace-torch's stage two
+    (``--swa``) the member is the stage-two model.
     ``env``: extra environment of the training process (CUDA_VISIBLE_DEVICES).
     """
     work = Path(work_dir)
@@ -113,6 +140,7 @@ def train_member(*, output: str, work_dir: str, log_file: str, threads: int,
     stamp = work / "arguments.json"
     key = training_key(args)
     model = work / f"{kwargs['name']}.model"
+    stage_two = work / f"{kwargs['name']}_stagetwo.model"  # mace-torch's, with --swa
     restart = (stamp.exists() and json.loads(stamp.read_text()) == key
                and any((work / "checkpoints").glob("*.pt")))
     if not restart:
@@ -135,7 +163,7 @@ def train_member(*, output: str, work_dir: str, log_file: str, threads: int,
             raise RuntimeError(f"mace_run_train failed (exit {proc.returncode}); see {log_file}")
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(output).with_suffix(".model.tmp")
-    shutil.copyfile(model, tmp)
+    shutil.copyfile(stage_two if stage_two.exists() else model, tmp)
     os.replace(tmp, output)
 
 

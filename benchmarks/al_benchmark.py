@@ -99,10 +99,12 @@ EMT = {
     "test_set": {"source": "reference_md", "n_structures": 40,
                  "md": {"timestep_fs": 2.0, "equilibration_steps": 200, "interval_steps": 25}},
     "committee": {"size": 2, "epochs": 30, "finetune_epochs": 12, "dtype": "float64",
+                  # model and stage_two: the workflow's defaults (since 2026-12-07;
+                  # before: model MACE, no stage two, eval_interval 10)
                   "mace": {"r_max": 4.5, "num_channels": 16, "max_L": 0,
                            "num_interactions": 2, "correlation": 2, "batch_size": 4,
                            "valid_batch_size": 8, "lr": 0.01, "energy_weight": 10.0,
-                           "forces_weight": 100.0, "eval_interval": 10, "patience": 1000}},
+                           "forces_weight": 100.0, "patience": 1000}},
     "sampling": {"temperatures": [600, 1200], "walkers_per_condition": 2, "packs": 2,
                  "steps": 150, "save_every": 5, "timestep_fs": 2.0, "dtype": "float32"},
     "selection": {"trust_mode": "calibrated", "trust_lo": 0.05, "trust_hi": 3.0,
@@ -479,7 +481,8 @@ def max_force_errors(predictions: pd.DataFrame) -> np.ndarray:
 
 def committee_scores(models: list[str], tests: dict) -> dict:
     """Force RMSE and p95 max atomic force error (meV/Å) of a committee (its
-    model files) on each test set."""
+    model files) on each test set, and its energy RMSE, offset and
+    offset-free RMSE (meV/atom: ``e_rmse_in``, ``e_offset_in``, ``e_free_in``)."""
     from alflow.io import read_frames
     from alflow.metrics import evaluate, load_committee
 
@@ -489,6 +492,9 @@ def committee_scores(models: list[str], tests: dict) -> dict:
         result, pred = evaluate(calc, read_frames(path), return_predictions=True)
         out[f"rmse_{name}"] = result["force_rmse_meV_per_A"]
         out[f"p95_{name}"] = 1000 * float(np.percentile(max_force_errors(pred), 95))
+        out[f"e_rmse_{name}"] = result["energy_rmse_meV_per_atom"]
+        out[f"e_offset_{name}"] = result["energy_offset_meV_per_atom"]
+        out[f"e_free_{name}"] = result["energy_offset_free_rmse_meV_per_atom"]
     return out
 
 

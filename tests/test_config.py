@@ -28,7 +28,23 @@ def test_defaults_are_filled():
     assert cfg["committee"]["mace"] == {"r_max": 3.5, "num_channels": 8, "max_L": 0,
                                         "num_interactions": 1, "correlation": 1,
                                         "batch_size": 4, "valid_batch_size": 8,
-                                        "eval_interval": 4}
+                                        # the workflow's own training defaults fill in
+                                        "model": "ScaleShiftMACE", "stage_two": True}
+    alcfg.check(cfg)
+
+
+def test_stage_two_that_would_never_be_validated_is_refused():
+    cfg = emt_config()  # 8 epochs from scratch, 4 fine-tuning: stage two from 6 and 3
+    assert alcfg.stage_two_start(cfg["committee"]["mace"], 8) == 6
+    cfg["committee"]["mace"]["eval_interval"] = 4
+    with pytest.raises(alcfg.ConfigError, match=r"committee.epochs = 8: stage two .* epochs 6-7"
+                                                r".*eval_interval = 4"):
+        alcfg.check(cfg)
+    cfg["committee"]["mace"]["start_stage_two"] = 4  # validated at epoch 4: fine
+    cfg["committee"]["finetune_epochs"] = 6
+    alcfg.check(cfg)
+    cfg["committee"]["mace"].update(stage_two=False, start_stage_two=None)  # off: no check
+    assert alcfg.stage_two_start(cfg["committee"]["mace"], 8) is None
     alcfg.check(cfg)
 
 

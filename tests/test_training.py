@@ -16,9 +16,13 @@ from conftest import TINY_MACE
 def test_arguments():
     args = mace_arguments(name="m", train_file="t.xyz", valid_file="v.xyz", work_dir="w",
                           e0s={"O": -2.0, "H": -1.5}, seed=4, device="cpu", dtype="float64",
-                          epochs=3, hyper={"r_max": 4.0, "swa": False}, foundation="prev.model")
+                          epochs=3, hyper={"r_max": 4.0, "swa": False, "stage_two": True,
+                                                 "ema": True, "ema_decay": 0.99},
+                          foundation="prev.model")
     assert "--E0s={1: -1.5, 8: -2.0}" in args
-    assert "--swa=False" in args and "--r_max=4.0" in args
+    # mace-torch's switches (store_true) stand alone when true and are left out when false
+    assert "--stage_two" in args and "--ema" in args and "--ema_decay=0.99" in args
+    assert not any(a.startswith("--swa") for a in args) and "--r_max=4.0" in args
     assert "--foundation_model=prev.model" in args and "--multiheads_finetuning=False" in args
     assert "--energy_key=REF_energy" in args and "--max_num_epochs=3" in args
     assert e0s_argument("average") == "average"
@@ -54,14 +58,25 @@ def test_committee_predictions_for_parity(cu_committee, cu_dataset):
     assert e_rmse == pytest.approx(m["energy_rmse_meV_per_atom"])
 
 
-def _train(tmp_path, cu_dataset, foundation=None, epochs=2):
+def _train(tmp_path, cu_dataset, foundation=None, epochs=2, **hyper):
     out = tmp_path / "m.model"
     train_member(output=str(out), work_dir=str(tmp_path / "work"), log_file=str(tmp_path / "log"),
                  threads=1, name="m", train_file=str(cu_dataset / "train.xyz"),
                  valid_file=str(cu_dataset / "valid.xyz"), e0s={"Cu": 0.0}, seed=7,
-                 device="cpu", dtype="float64", epochs=epochs, hyper=TINY_MACE,
+                 device="cpu", dtype="float64", epochs=epochs, hyper={**TINY_MACE, **hyper},
                  foundation=foundation)
     return out
+
+
+def test_stage_two_member_is_the_stage_two_model(tmp_path, cu_dataset):
+    """With mace-torch's stage two the member is its stage-two model, not the
+    stage-one model mace-torch writes beside it."""
+    out = _train(tmp_path, cu_dataset, epochs=4, model="ScaleShiftMACE", stage_two=True)
+    log = (tmp_path / "log").read_text()
+    assert "--stage_two" in log and "Stage Two" in log
+    work = tmp_path / "work"
+    assert out.read_bytes() == (work / "m_stagetwo.model").read_bytes()
+    assert out.read_bytes() != (work / "m.model").read_bytes()
 
 
 def test_finetune_from_previous_member(tmp_path, cu_committee, cu_dataset):
