@@ -253,6 +253,16 @@ def check_final(wd):
                                     "max_force_eV_per_A": 20.0}
     assert "atomic force above 20 eV/Å left out" in (final / "model_card.md").read_text()
     assert card["test_set"]["force_rmse_meV_per_A"] == metrics["force_rmse_meV_per_A"]
+    # energies: the final committee fitted the absolute energy, not only its shape
+    energy = metrics["energy_rmse_meV_per_atom"]
+    free = metrics["energy_offset_free_rmse_meV_per_atom"]
+    assert energy <= 2 * free, (energy, metrics["energy_offset_meV_per_atom"], free)
+    assert card["energy"]["test"]["energy_offset_meV_per_atom"] == \
+        metrics["energy_offset_meV_per_atom"] == table["energy_offset_meV_per_atom"].iloc[-1]
+    assert card["energy"]["train"]["energy_rmse_meV_per_atom"] == \
+        metrics["train"]["energy_rmse_meV_per_atom"]
+    assert summary["energy"]["test"] == card["energy"]["test"]
+    assert "offset-free" in (final / "model_card.md").read_text()
     assert card["sampled_conditions"]["temperatures_K"] == [600, 1200]
     assert card["validation"]["stable"] == summary["stable"]
     assert card["audit"]["n_frames"] > 0 and card["calibration"]["scale"] > 0
@@ -322,7 +332,8 @@ READINESS = {("8. Production readiness", "final committee", "stability.svg"),
 def check_report(wd, partial):
     """The campaign's report, opened in real headless Chromium: every topic has
     its figure per iteration (iteration 0 has no sampling yet), each rendered
-    with a non-blank image, and the front page summarises the config."""
+    with a non-blank image; the front page opens with the verdict (from the
+    campaign's files) and summarises the config."""
     run(wd, "--report", "report.html")
     ensure_browser()
     info = inspect_report(wd / "report.html", ARTIFACTS / "report")
@@ -339,11 +350,32 @@ def check_report(wd, partial):
     assert "2 members" in info["front_text"] and "ase.calculators.emt.EMT" in info["front_text"]
     assert "System Message" not in info["front_text"]  # the page's reStructuredText is valid
     assert all(os.path.getsize(p) > 5000 for p in info["screenshots"])
+    # the front page opens with the verdict, in the campaign's own figures
+    from alflow.verdict import fmt
+
+    front, res = info["front_text"], wd / "results"
+    table = pd.read_csv(res / "campaign.csv")
+    valid = json.loads((res / "validation" / "summary.json").read_text())
+    converged = table[table["converged"].map(lambda v: str(v) == "True")]
+    head = (f"Converged in iteration {int(converged['iteration'].iloc[0])} of 2"
+            if len(converged) else "Not converged after 2 iterations")
+    assert head in front and front.index(head) < front.index("Each iteration trains"), front
+    assert f"on the test set ({int(table['n_structures'].iloc[-1])} structures)" in front
+    assert f"force RMSE {fmt(table['force_rmse_meV_per_A'].iloc[-1])} meV/Å" in front
+    assert f"energy RMSE {fmt(table['energy_rmse_meV_per_atom'].iloc[-1])} meV/atom" in front
+    assert "Audit estimate" in front
+    assert (f"Validation: {'stable' if valid['stable'] else 'not stable'} "
+            f"(survival {valid['survival']:.2f})") in front
+    assert "results/final/model.model" in front and "results/final/model_card.md" in front
+    assert "Stop rule: no error target" in front  # emt.yaml has no target_force_rmse
     # the report of the campaign stopped after iteration 1: only its iterations
     info = inspect_report(partial, ARTIFACTS / "report_partial")
     assert {f["subcategory"] for f in info["figures"]} == {"iteration 000", "iteration 001",
                                                            "final committee"}
     assert len(info["figures"]) == 4 + 7 + 2
+    # ... and says so, although the run of iteration 1 alone left a card
+    assert "Not finished: iteration 1 of 2 done" in info["front_text"]
+    assert "Validation and final model: not yet" in info["front_text"]
 
 
 @pytest.mark.slow
@@ -489,11 +521,16 @@ def test_target_reached_stops_the_campaign(tmp_path):
     wd = make_campaign(tmp_path, "emt", iterations=2,
                        selection={"audit": 2},
                        convergence={"target_force_rmse": 20000.0, "min_walker_survival": 0.0,
-                                    "probe_steps": 40})
+                                    "probe_steps": 40, "target_energy_rmse": 5000.0})
     run(wd)
     res = wd / "results"
     cal = json.loads((res / "iter_001" / "calibration.json").read_text())
     assert cal["converged"] and "<= target 20000" in cal["stop_reason"]
+    # the energy target joined the stop through the committee's energy on the audit frames
+    energy = cal["audit"]["energy"]
+    assert "audit energy upper bound" in cal["stop_reason"] and energy["n_frames"] == 2
+    assert 0 <= energy["lower"] <= energy["rmse"] <= energy["upper"] <= 5000
+    assert len(energy["member_rmse"]) == 2
     # before the stop, committee 0 ran production MD: 2 runs (validation.seeds) at each
     # sampled temperature, in the first sample job only; every run completed
     probe = cal["probe"]
@@ -518,3 +555,4 @@ def test_target_reached_stops_the_campaign(tmp_path):
     assert list(campaign["converged"].fillna(False)) == [False, True, True]
     assert campaign.loc[0, "audit_force_rmse"] == pytest.approx(cal["audit"]["rmse"])
     assert campaign.loc[0, "audit_upper"] == pytest.approx(cal["audit"]["upper"])
+    assert campaign.loc[0, "audit_energy_upper"] == pytest.approx(energy["upper"])
