@@ -47,6 +47,8 @@ VARIANTS = {
     "scaleshift": {"model": "ScaleShiftMACE", "eval_interval": 1},
     "stage_two": {"stage_two": True, "eval_interval": 1},
     "scaleshift_stage_two": {"model": "ScaleShiftMACE", "stage_two": True, "eval_interval": 1},
+    "scaleshift_stage_two_lr": {"model": "ScaleShiftMACE", "stage_two": True,
+                                "stage_two_lr": 0.01, "eval_interval": 1},
     "average_e0s": {"E0s": "average", "eval_interval": 1},
     "ema": {"ema": True, "ema_decay": 0.99, "eval_interval": 1},
     "ft_lr": {"finetune_lr": 0.001, "eval_interval": 1},
