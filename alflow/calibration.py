@@ -16,6 +16,7 @@ from scipy import stats
 
 from . import (COMMITTEE_ENERGY_KEY, COMMITTEE_FORCES_KEY, DEVIATION_KEY, ENERGY_KEY,
                FORCES_KEY, MEMBER_ENERGIES_KEY)
+from .metrics import composition, energy_errors
 
 COLUMNS = ["origin", "walker", "step", "temperature", "selected_by", "past_hi",
            "deviation", "true_max_force_error", "true_force_rmse", "composition",
@@ -32,8 +33,6 @@ def frame_errors(frames: list[Atoms]) -> pd.DataFrame:
     reference) per atom (eV/atom), NaN where the frame has no committee
     energy; ``member_energy_errors``: the same per member, ``;``-separated.
     """
-    from .metrics import composition
-
     rows = []
     for atoms in frames:
         if COMMITTEE_FORCES_KEY not in atoms.arrays or FORCES_KEY not in atoms.arrays:
@@ -174,25 +173,19 @@ def audit_energy(audit: pd.DataFrame, *, seed: int = 0, n_boot: int = 2000,
     (:func:`alflow.metrics.energy_errors`), and per member the same three
     (``member_rmse``, ``member_offset``, ``member_offset_free_rmse``).
     Frames without a committee energy (sampled before it was recorded) are
-    left out; with none, the values are None."""
-    from .metrics import energy_errors
-
+    left out; with none, the values are None. The interval is
+    :func:`audit_estimate`'s, on the frames' absolute energy errors."""
     cols = [c for c in ("energy_error", "composition", "member_energy_errors") if c in audit]
     frames = audit[cols].dropna(subset=["energy_error"]) if len(cols) == 3 else audit.iloc[:0]
+    estimate = audit_estimate(np.abs(frames["energy_error"]) if len(frames) else [],
+                              seed=seed, n_boot=n_boot, level=level)
     if frames.empty:
-        return {"rmse": None, "lower": None, "upper": None, "offset": None,
-                "offset_free_rmse": None, "n_frames": 0, "level": level}
-    err, comps = frames["energy_error"].to_numpy(float), frames["composition"].astype(str)
-    whole = energy_errors(err, comps)
-    rng = np.random.default_rng(seed)
-    boot = 1000 * np.sqrt(np.mean(err[rng.integers(0, err.size, (n_boot, err.size))] ** 2, axis=1))
-    tail = (1 - level) / 2
+        return {**estimate, "offset": None, "offset_free_rmse": None}
+    comps = frames["composition"].astype(str)
+    whole = energy_errors(frames["energy_error"], comps)
     members = [energy_errors(col, comps) for col in _member_columns(frames["member_energy_errors"])]
-    return {"rmse": whole["energy_rmse_meV_per_atom"],
-            "lower": float(np.quantile(boot, tail)), "upper": float(np.quantile(boot, 1 - tail)),
-            "offset": whole["energy_offset_meV_per_atom"],
+    return {**estimate, "offset": whole["energy_offset_meV_per_atom"],
             "offset_free_rmse": whole["energy_offset_free_rmse_meV_per_atom"],
-            "n_frames": int(err.size), "level": level,
             "member_rmse": [m["energy_rmse_meV_per_atom"] for m in members],
             "member_offset": [m["energy_offset_meV_per_atom"] for m in members],
             "member_offset_free_rmse": [m["energy_offset_free_rmse_meV_per_atom"] for m in members]}
