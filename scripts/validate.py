@@ -19,7 +19,8 @@ slots = gpu.pin(sm.resources.gpu, device)
 torch.set_num_threads(sm.threads)
 
 # the deviation levels of the last calibration: the cap stops a run
-scales = [read_json(c).get("scale") for c in inp.calibrations]
+calibrations = [read_json(c) for c in inp.calibrations]
+scales = [c.get("scale") for c in calibrations]
 scale = next((x for x in reversed(scales) if x), None)
 mode = "fixed" if sel["trust_mode"] == "adaptive" else sel["trust_mode"]
 lo, hi = selection.trust_levels(None, sel["trust_lo"], sel["trust_hi"], mode, scale=scale,
@@ -37,7 +38,9 @@ result = validation.run_validation(
 summary = result["summary"]
 summary["deviation_levels"] = {"trust_lo": lo, "trust_hi": hi, "scale": scale, "mode": mode}
 final_metrics = read_json(inp.metrics)  # the final committee on the test and training sets
-summary["energy"] = energy_report(final_metrics, final_metrics.get("train"))
+audits = [c["audit"] for c in calibrations if (c.get("audit") or {}).get("rmse") is not None]
+summary["energy"] = energy_report(final_metrics, final_metrics.get("train"),
+                                  audits[-1] if audits else None)  # as the model card
 write_frames(sm.output.trajectories, result["frames"])
 write_json(sm.output.summary, summary)
 plots.save(plots.validation_stability(result["runs"], steps, pd.DataFrame(

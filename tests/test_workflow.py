@@ -267,6 +267,7 @@ def check_final(wd):
     assert card["energy"]["train"]["energy_rmse_meV_per_atom"] == \
         metrics["train"]["energy_rmse_meV_per_atom"]
     assert summary["energy"]["test"] == card["energy"]["test"]
+    assert summary["energy"]["audit"] == card["energy"]["audit"] is not None
     assert "offset-free" in (final / "model_card.md").read_text()
     assert card["sampled_conditions"]["temperatures_K"] == [600, 1200]
     assert card["validation"]["stable"] == summary["stable"]
